@@ -1,0 +1,159 @@
+"""The backend contract: everything a backend author needs, and nothing else of the harness.
+
+A backend is a subclass of :class:`Backend` (or any object with the same
+attributes) whose :meth:`Backend.evaluate` receives a :class:`Request` and
+returns, for each requested :class:`Quantity`, an array convertible with
+``numpy.asarray`` to the requested dtype and shape. The model arrives as the
+spec's expression trees (:mod:`conformance.expr`), so a framework backend can
+interpret the forward definitions with its own operations and differentiate
+them with its own autodiff.
+
+Conventions:
+
+* every value is a 2-D array; inputs arrive as numpy arrays of the requested
+  dtype (``bfloat16`` is ``ml_dtypes.bfloat16``);
+* a ``gradient`` of the scalar ``of`` has the shape of ``wrt``;
+* a ``jacobian`` relates two vectors (1 x k or k x 1): in ``numerator``
+  layout entry (i, j) is d of_i / d wrt_j; in ``denominator`` layout it is
+  the transpose;
+* raise :class:`NotSupported` for what the backend does not do at all (a
+  dtype, a device), or put a ``NotSupported`` instance in place of one
+  quantity's array (a primitive or a kind of quantity it lacks): either is
+  recorded as "not supported", which never counts as a pass. Any other
+  exception is recorded as an error with its message.
+
+Backends are found by name (built-in), through the ``gradconform.backends``
+entry-point group, or as ``package.module:attr``. See README "Writing a backend".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from .expr import (  # re-exported: the tree is part of the contract
+    AXIS_FUNCTIONS,
+    FUNCTIONS,
+    BinOp,
+    Call,
+    Const,
+    Expr,
+    Name,
+    Neg,
+    Ops,
+    Pow,
+    Transpose,
+    UnsupportedPrimitive,
+    fuse_log_softmax,
+    inline,
+    interpret,
+    to_text,
+)
+
+__all__ = [
+    "Backend",
+    "Model",
+    "Quantity",
+    "Request",
+    "NotSupported",
+    "DTYPES",
+    "numpy_dtype",
+    "Expr", "Name", "Const", "Neg", "BinOp", "Pow", "Transpose", "Call", "FUNCTIONS", "AXIS_FUNCTIONS",
+    "Ops", "UnsupportedPrimitive", "interpret", "inline", "fuse_log_softmax", "to_text",
+]
+
+#: The dtypes a request can name.
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+class NotSupported(Exception):
+    """Raise from a backend for a dtype, primitive or quantity it does not provide."""
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype for a dtype name (``bfloat16`` through ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
+    return np.dtype(name)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One thing the harness wants back.
+
+    ``kind`` is ``value`` (a forward value, ``of``), ``gradient`` (of the
+    scalar ``of`` with respect to ``wrt``) or ``jacobian`` (of vector ``of``
+    with respect to vector ``wrt``, in ``convention`` layout). ``expr`` is the
+    spec's closed form (for an identity) or definition (for a value): a
+    backend that evaluates formulas uses it; an autodiff backend ignores it
+    for derivatives. ``id`` names the result in the response.
+    """
+
+    id: str
+    kind: str
+    of: str
+    wrt: str | None = None
+    convention: str | None = None
+    expr: Expr | None = None
+    shape: tuple[int, int] = (1, 1)
+
+
+@dataclass(frozen=True)
+class Model:
+    """The forward computation: inputs, ordered definitions, and the scalar loss."""
+
+    name: str
+    layout: str
+    inputs: tuple[str, ...]
+    forward: tuple[tuple[str, Expr], ...]
+    loss: str
+
+    @property
+    def definitions(self) -> dict[str, Expr]:
+        return dict(self.forward)
+
+
+@dataclass(frozen=True)
+class Request:
+    model: Model
+    dtype: str
+    inputs: Mapping[str, np.ndarray]
+    quantities: tuple[Quantity, ...]
+    device: str = "cpu"
+
+
+class Backend(ABC):
+    """Subclass this. Class attributes describe the backend; :meth:`evaluate` does the work.
+
+    ``name`` identifies it in results and reports; ``description`` says in
+    one line what it computes and how (e.g. "torch autograd, composed loss").
+    """
+
+    name: ClassVar[str] = "unnamed"
+    description: ClassVar[str] = ""
+
+    def dtypes(self) -> frozenset[str]:
+        """The dtypes this backend claims to support (others are recorded as not supported)."""
+        return frozenset(DTYPES)
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    def versions(self) -> Mapping[str, str]:
+        """Library versions worth recording in results (e.g. {"torch": "2.13.0"})."""
+        return {}
+
+    def unavailable_reason(self) -> str | None:
+        """Why the backend cannot run here (library not installed...), or None when it can."""
+        return None
+
+    @abstractmethod
+    def evaluate(self, request: Request) -> Mapping[str, Any]:
+        """Return ``{quantity.id: array}`` for every quantity of the request."""

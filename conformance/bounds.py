@@ -1,0 +1,290 @@
+"""Condition-aware tolerances: a running error bound carried through each expression tree.
+
+The question a verdict answers is "could a correct floating-point evaluation
+of this identity, in this dtype, produce this result?". A fixed rtol/atol
+cannot answer it: correct float32 gradients sit thousands of ulps from the
+correctly rounded value on cancellation-heavy components, while a silent
+float32 computation in a float64 backend passes loose defaults. So the bound
+is derived from the computation itself (Higham, *Accuracy and Stability of
+Numerical Algorithms*, ch. 3; Wilkinson's running error analysis):
+
+* every node carries ``e >= |computed - exact|``, propagated through the
+  absolute values of the local derivatives (worst case over the perturbation
+  box for the nonlinear primitives, so the bound is not merely first order);
+* every stored result adds its own rounding: ``u |v|``, u = 2**-p of the dtype;
+* every inner product or sum of k terms adds ``gamma_k(u_acc) |A| |B|``,
+  gamma_k = k u / (1 - k u), with the unit roundoff of the accumulation dtype
+  (float32 for float16 and bfloat16, as the spec says);
+* every elementary function adds ``c u |v|``, c from the spec;
+* every result that may underflow (or be flushed to zero) adds eta = 2**emin.
+
+A component passes when ``|computed - exact| <= safety_factor * e + eta``.
+Exact values (from the oracle) stand in for the computed ones inside the
+bound; the propagated terms account for the difference.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Mapping
+
+import numpy as np
+
+from .expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
+from .formats import FloatFormat, get_format
+from .spec import Layout, TolerancePolicy
+
+__all__ = ["ErrorBounds", "gamma", "forward_bounds", "expression_bound"]
+
+_INF = np.inf
+
+
+def gamma(k: int, u: float) -> float:
+    """Higham's gamma_k = k u / (1 - k u) (inf when k u >= 1)."""
+    ku = k * u
+    return ku / (1.0 - ku) if ku < 1 else _INF
+
+
+class ErrorBounds:
+    """Bounds for one case in one dtype: ``bound(expr)`` for any sub-expression of the layout's trees.
+
+    ``nodes`` are the oracle's values (float64 approximations of the exact
+    values) of every sub-expression, keyed by the expression.
+    """
+
+    def __init__(self, layout: Layout, nodes: Mapping[Expr, np.ndarray], inputs: Mapping[str, np.ndarray],
+                 dtype: str, policy: TolerancePolicy) -> None:
+        self.layout = layout
+        self.nodes = nodes
+        self.fmt: FloatFormat = get_format(dtype)
+        self.acc: FloatFormat = get_format(policy.accumulate.get(dtype, dtype))
+        self.policy = policy
+        self.u = self.fmt.u
+        self.ua = self.acc.u
+        self.eta = self.fmt.eta
+        self.wider_acc = self.acc.p > self.fmt.p
+        self._inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+        self._cache: dict[Expr, np.ndarray] = {}
+        self._names: dict[str, np.ndarray] = {}
+        for d in layout.forward:
+            self._names[d.name] = self.bound(d.expr)
+
+    # ------------------------------------------------------------------ values
+    def value(self, e: Expr) -> np.ndarray:
+        if isinstance(e, Name) and e.id in self._inputs:
+            return self._inputs[e.id]
+        if isinstance(e, Name):
+            return self.value(self.layout.definitions[e.id])
+        if isinstance(e, Const):
+            return np.full((1, 1), float(e.value))
+        try:
+            return self.nodes[e]
+        except KeyError:
+            raise KeyError(f"the oracle has no value for sub-expression {e!r}") from None
+
+    # ------------------------------------------------------------------ bounds
+    def bound(self, e: Expr) -> np.ndarray:
+        """An upper bound on |computed - exact| for each component of ``e`` in this dtype."""
+        if e in self._cache:
+            return self._cache[e]
+        with np.errstate(all="ignore"):
+            b = self._bound(e)
+        b = np.where(np.isnan(b), _INF, b)
+        self._cache[e] = b
+        return b
+
+    def _store(self, v: np.ndarray) -> np.ndarray:
+        """Rounding of one stored result, with the underflow term."""
+        return self.u * np.abs(v) + self.eta
+
+    def _bound(self, e: Expr) -> np.ndarray:
+        u, eta = self.u, self.eta
+        if isinstance(e, Name):
+            if e.id in self._inputs:
+                return np.zeros_like(self._inputs[e.id])
+            return self._names[e.id]
+        if isinstance(e, Const):
+            return np.full((1, 1), 0.0 if _representable(e.value, self.fmt) else u * abs(float(e.value)))
+        if isinstance(e, Neg):
+            return self.bound(e.operand)
+        if isinstance(e, Transpose):
+            return self.bound(e.operand).T
+        v = self.value(e)
+        av = np.abs(v)
+        if isinstance(e, Pow):
+            x, ex = np.abs(self.value(e.base)), self.bound(e.base)
+            if e.exponent == 0:
+                return np.zeros_like(av)
+            # repeated multiplication, one rounding per product
+            acc_v, acc_e = x, ex
+            for _ in range(e.exponent - 1):
+                acc_e = x * acc_e + acc_v * ex + acc_e * ex + self.u * (acc_v * x) + eta
+                acc_v = acc_v * x
+            return acc_e
+        if isinstance(e, BinOp):
+            return self._binop(e, v, av)
+        if isinstance(e, Call):
+            return self._call(e, v, av)
+        raise TypeError(e)  # pragma: no cover
+
+    def _binop(self, e: BinOp, v: np.ndarray, av: np.ndarray) -> np.ndarray:
+        x, y = self.value(e.left), self.value(e.right)
+        ex, ey = self.bound(e.left), self.bound(e.right)
+        ax, ay = np.abs(x), np.abs(y)
+        if e.op in "+-":
+            return ex + ey + self.u * av
+        if e.op == "*":
+            return ay * ex + ax * ey + ex * ey + self._store(v)
+        if e.op == "/":
+            denom = ay - ey
+            out = (ex + av * ey) / denom + self._store(v)
+            return np.where(denom > 0, out, _INF)
+        if e.op == "@":
+            k = x.shape[1]
+            out = ax @ ey + ex @ ay + ex @ ey + gamma(k, self.ua) * (ax @ ay) + k * self.acc.eta + self.eta
+            if self.wider_acc:
+                out = out + self.u * av
+            return out
+        raise ValueError(e.op)  # pragma: no cover
+
+    def _call(self, e: Call, v: np.ndarray, av: np.ndarray) -> np.ndarray:
+        fn = e.fn
+        c = self.policy.elementary(fn) * self.u
+        if fn == "Diag":
+            ex = self.bound(e.args[0]).reshape(-1)
+            return np.diag(ex)
+        if fn == "outer":
+            a, b = self.value(e.args[0]).reshape(-1), self.value(e.args[1]).reshape(-1)
+            ea, eb = self.bound(e.args[0]).reshape(-1), self.bound(e.args[1]).reshape(-1)
+            return (np.multiply.outer(np.abs(a), eb) + np.multiply.outer(ea, np.abs(b)) + np.multiply.outer(ea, eb)
+                    + self._store(v))
+        x = self.value(e.args[0])
+        ex = self.bound(e.args[0])
+        ax = np.abs(x)
+        if fn == "exp":
+            return av * np.expm1(ex) + c * av + self.eta
+        if fn == "log":
+            rel = ex / ax
+            prop = np.where(rel < 1, -np.log1p(-np.minimum(rel, 1.0)), _INF)
+            return prop + c * av + self.eta
+        if fn == "sigmoid":
+            # sigmoid' is unimodal: its largest value on [x - e, x + e] is at the point nearest 0
+            dist = np.maximum(ax - ex, 0.0)
+            return ex * _dsigmoid(dist) + c * av + self.eta
+        if fn == "tanh":
+            dist = np.maximum(ax - ex, 0.0)
+            return ex * _sech2(dist) + c * av + self.eta
+        if fn == "relu":
+            return ex + self.eta
+        if fn == "step":
+            return np.where(ax > ex, 0.0, 1.0)
+        if fn in ("sum", "mean"):
+            k = x.size if e.axis is None else x.shape[e.axis]
+            s_e = _reduce(ex, e.axis)
+            s_abs = _reduce(ax, e.axis)
+            out = s_e + gamma(max(k - 1, 0), self.ua) * s_abs + self.eta
+            if self.wider_acc:
+                out = out + self.u * (s_abs if fn == "sum" else s_abs / k)
+            if fn == "mean":
+                out = out / k + self.u * av
+            return out
+        if fn == "softmax":
+            return self._softmax(x, ex, v, e.axis, c)
+        if fn in ("log_softmax", "logsumexp"):
+            return self._logsumexp_family(fn, x, ex, v, e.axis, c)
+        raise ValueError(f"no error-bound rule for {fn!r}")  # pragma: no cover
+
+    def _softmax(self, x: np.ndarray, ex: np.ndarray, y: np.ndarray, axis: int | None, c: float) -> np.ndarray:
+        """softmax_i = exp(x_i - m) / sum_j exp(x_j - m), m the maximum.
+
+        Propagated: |d y_i| <= y_i [(1 - y_i) e_i + sum_{j != i} y_j e_j] to first
+        order (the exact |J| = y_i |delta_ij - y_j|, with 1 - y_i taken as the
+        sum of the others, so it does not cancel), times exp(4 E), E = max e,
+        which bounds the change of y along the perturbation, capped by
+        max(y_i, 1 - y_i). Local: the shift x_i - m rounds with u |x_i - m|,
+        which exp turns into a relative error; exp adds c u; the sum gamma_{k-1};
+        the division u.
+        """
+        ax_ = 1 if axis is None else axis
+        shape = y.shape
+        if axis is None:
+            x, ex, y = x.reshape(1, -1), ex.reshape(1, -1), y.reshape(1, -1)
+        k = x.shape[ax_]
+        others = _sum_of_others(y, ax_)
+        weighted = np.sum(y * ex, axis=ax_, keepdims=True)
+        first = y * (others * ex + (weighted - y * ex).clip(min=0))
+        emax = np.max(ex, axis=ax_, keepdims=True)
+        growth = np.exp(np.minimum(4 * emax, 700.0))
+        prop = np.minimum(first * growth, np.maximum(y, others))
+        z = np.abs(x - np.max(x, axis=ax_, keepdims=True))
+        shift = self.u * (z + np.sum(y * z, axis=ax_, keepdims=True))
+        local = y * (shift + 2 * c + self.u + gamma(max(k - 1, 0), self.ua)) + self.eta
+        return (prop + local).reshape(shape)
+
+    def _logsumexp_family(self, fn: str, x: np.ndarray, ex: np.ndarray, v: np.ndarray, axis: int | None,
+                          c: float) -> np.ndarray:
+        """logsumexp = m + log(sum exp(x - m)); log_softmax = x - logsumexp.
+
+        Propagated: logsumexp is 1-Lipschitz in the max norm (gradient = softmax);
+        first order sum_j y_j e_j, at most max e. log_softmax adds e_i.
+        Local: the shift's rounding u |x_j - m| weighted by y_j, the sum's
+        gamma_{k-1}, log's c u, the final subtraction u |value|.
+        """
+        ax_ = 1 if axis is None else axis
+        xs, es = (x.reshape(1, -1), ex.reshape(1, -1)) if axis is None else (x, ex)
+        k = xs.shape[ax_]
+        m = np.max(xs, axis=ax_, keepdims=True)
+        y = np.exp(xs - m)
+        y = y / np.sum(y, axis=ax_, keepdims=True)
+        emax = np.max(es, axis=ax_, keepdims=True)
+        prop = np.minimum(np.sum(y * es, axis=ax_, keepdims=True) * np.exp(np.minimum(2 * emax, 700.0)), emax)
+        z = np.abs(xs - m)
+        lse = m + np.log(np.sum(np.exp(xs - m), axis=ax_, keepdims=True))
+        local = (self.u * np.sum(y * z, axis=ax_, keepdims=True) + gamma(k, self.ua) + c * (1 + np.abs(lse - m))
+                 + self.u * np.abs(lse) + self.eta)
+        if fn == "logsumexp":
+            out = prop + local
+            return out.reshape(v.shape) if axis is None else out
+        out = es + prop + local + self.u * (z + np.abs(v.reshape(xs.shape)))
+        return out.reshape(v.shape)
+
+
+def _reduce(a: np.ndarray, axis: int | None) -> np.ndarray:
+    if axis is None:
+        return np.full((1, 1), np.sum(a))
+    return np.sum(a, axis=axis, keepdims=True)
+
+
+def _sum_of_others(y: np.ndarray, axis: int) -> np.ndarray:
+    """sum_{j != i} y_j along ``axis``, without the cancellation of (sum - y_i)."""
+    yy = np.moveaxis(y, axis, -1)
+    k = yy.shape[-1]
+    mask = 1.0 - np.eye(k)
+    out = yy @ mask  # (..., k): entry i sums the others
+    return np.moveaxis(out, -1, axis)
+
+
+def _dsigmoid(d: np.ndarray) -> np.ndarray:
+    s = 1.0 / (1.0 + np.exp(-d))
+    return s * (np.exp(-d) / (1.0 + np.exp(-d)))
+
+
+def _sech2(d: np.ndarray) -> np.ndarray:
+    return (2.0 / (np.exp(np.minimum(d, 700.0)) + np.exp(-np.minimum(d, 700.0)))) ** 2
+
+
+def _representable(value: Fraction, fmt: FloatFormat) -> bool:
+    f = float(value)
+    if Fraction(f) != value or not math.isfinite(f):
+        return False
+    with np.errstate(all="ignore"):
+        return float(np.array(f).astype(fmt.dtype)) == f
+
+
+def forward_bounds(bounds: ErrorBounds) -> dict[str, np.ndarray]:
+    return {d.name: bounds.bound(d.expr) for d in bounds.layout.forward}
+
+
+def expression_bound(bounds: ErrorBounds, expr: Expr) -> np.ndarray:
+    return bounds.bound(expr)
