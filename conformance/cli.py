@@ -1,0 +1,237 @@
+"""The ``gradconform`` command line.
+
+    gradconform run [--backend NAME ...] [--out reports]   conformance runs + reports for the installed backends
+    gradconform backends                                   what backends are found, and why any is unavailable
+    gradconform rerun RESULTS.json CASE [--quantity Q]     recompute one case exactly, from a results file
+    gradconform verify [--spec FILE]                       check the spec's identities against the oracle's derivatives
+
+Every failure the user can cause (an unknown backend, a bad spec file, a
+missing results file) ends with a one-paragraph message and exit status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+
+__all__ = ["main"]
+
+
+def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    widths = [max(len(str(r[i])) for r in list(rows) + [header]) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+# ---------------------------------------------------------------------------- backends
+
+def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
+    from .registry import find
+    from .worker import Worker
+
+    w = Worker(find(name), startup_timeout=timeout)
+    try:
+        return w.start()
+    finally:
+        w.close()
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from .registry import discover
+
+    rows = []
+    for ref in discover():
+        info = _probe(ref.name)
+        versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
+        rows.append([ref.name, ref.source, "yes" if info.available else "no",
+                     versions if info.available else info.reason, ",".join(info.dtypes)])
+    _print_table(rows, ["backend", "source", "available", "versions / reason", "dtypes"])
+    return 0
+
+
+# ---------------------------------------------------------------------------- run
+
+def _conformance_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .registry import BUILTIN, find
+    from .errors import BackendNotFound
+
+    out = Path(args.out)
+    names = args.backend or list(BUILTIN)
+    try:
+        refs = [find(n) for n in names]
+    except BackendNotFound as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    ran: list[str] = []
+    for ref in refs:
+        info = _probe(ref.name)
+        if not info.available:
+            print(f"== {ref.name}: not available ({info.reason}); skipped")
+            continue
+        print(f"== {ref.name}: running the conformance suite", flush=True)
+        results = out / ref.name / "results.json"
+        cmd = [sys.executable, "-m", "pytest", str(_conformance_dir()), "--backend", ref.name if ref.source != "module:attr"
+               else ref.target, "--results", str(results), "-q", "-p", "no:cacheprovider", "--no-header",
+               "--tb=no", "-rN", f"--rootdir={_conformance_dir().parent}"]
+        if args.spec:
+            cmd += ["--spec", args.spec]
+        if args.examples is not None:
+            cmd += ["--examples", str(args.examples)]
+        if args.workers:
+            cmd += ["-n", str(args.workers)]
+        proc = subprocess.run(cmd, cwd=_conformance_dir().parent)
+        if not results.exists():
+            print(f"gradconform: the run for {ref.name} produced no results (pytest exit status {proc.returncode})",
+                  file=sys.stderr)
+            return 1
+        ran.append(ref.name)
+    if not ran:
+        print("gradconform: no backend could run", file=sys.stderr)
+        return 1
+    try:
+        from .report import build_all
+    except ImportError:
+        print(f"results written under {out}/ (the report generator is not installed)")
+        return 0
+    build_all(out)
+    print(f"reports written: {out}/index.html, {out}/README.md and {out}/<backend>/")
+    return 0
+
+
+# ---------------------------------------------------------------------------- rerun
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from .cases import Case
+    from .results import load_results
+    from .run import Run
+    from .spec import load_spec
+    from .errors import GradconformError
+
+    try:
+        doc = load_results(args.results)
+    except (OSError, ValueError) as exc:
+        print(f"gradconform: cannot read results file: {exc}", file=sys.stderr)
+        return 2
+    matches = [c for c in doc["cases"] + [ce["case"] for ce in doc.get("counterexamples", [])] if c["id"] == args.case]
+    if not matches:
+        print(f"gradconform: no case {args.case!r} in {args.results}", file=sys.stderr)
+        return 2
+    case = Case.from_json(matches[0])
+    try:
+        spec = load_spec(args.spec or (doc["spec"].get("path") or None))
+    except GradconformError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    if spec.sha256 != doc["spec"]["sha256"]:
+        print(f"warning: the spec file's hash differs from the one these results were made with", file=sys.stderr)
+    backend = args.backend or doc["backend"].get("requested") or doc["backend"]["name"]
+    try:
+        with Run(spec, backend, isolate=not args.no_isolate) as run:
+            records, bits = run.evaluate_case(case, only=[args.quantity] if args.quantity else None)
+    except GradconformError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    print(f"case {case.id}: layout {case.layout}, dtype {case.dtype}, regime {case.regime}, family {case.family}"
+          + (f", magnitude {case.magnitude:g}" if case.magnitude is not None else "") + f"; oracle certified at {bits} bits")
+    for k, v in case.inputs.items():
+        print(f"  {k} = {v.astype(float).tolist()}")
+    rows = [[r.quantity, r.status + (f" ({r.detail})" if r.detail else ""), _num(r.max_ratio), _num(r.max_ulp, "{:.0f}"),
+             _num(r.max_rel_err), r.message.splitlines()[0][:80] if r.message else ""] for r in records]
+    _print_table(rows, ["quantity", "status", "error/allowed", "max ulp", "max rel err", "message"])
+    return 0 if all(r.status == "pass" for r in records) else 1
+
+
+def _num(x: object, fmt: str = "{:.3g}") -> str:
+    if x is None:
+        return "-"
+    try:
+        return fmt.format(float(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(x)
+
+
+# ---------------------------------------------------------------------------- verify
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .errors import GradconformError
+    from .run import Run
+    from .spec import load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except GradconformError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    run = Run(spec, "numpy", isolate=False)
+    rows, bad = [], 0
+    for lname, lay in spec.layouts.items():
+        for ident in lay.identities:
+            vs = run.verifications(lname, ident.id, per_regime=args.per_regime)
+            n_ok = sum(v["verdict"] == "holds" for v in vs)
+            refuted = [v for v in vs if v["verdict"] != "holds"]
+            bad += bool(refuted) or not vs
+            note = refuted[0]["reason"] if refuted else ("no applicable case" if not vs else "")
+            rows.append([ident.id, lname, f"{n_ok}/{len(vs)}", "holds" if vs and not refuted else "REFUTED" if refuted
+                         else "unchecked", note])
+    _print_table(rows, ["identity", "layout", "cases", "verdict", "note"])
+    return 1 if bad else 0
+
+
+# ---------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gradconform", description="A spec-driven conformance suite for gradients.")
+    p.add_argument("--version", action="version", version=f"gradconform {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the conformance suite for the installed backends and write the reports")
+    r.add_argument("--backend", action="append", help="backend to run (repeatable); default: every built-in one installed")
+    r.add_argument("--out", default="reports", help="directory for results and reports (default: reports)")
+    r.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
+    r.add_argument("--examples", type=int, default=None, help="cases per (family, magnitude) cell")
+    r.add_argument("-n", "--workers", default=None, help="pytest-xdist workers (e.g. 2 or auto)")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("backends", help="list the backends found, with versions or why they are unavailable")
+    b.set_defaults(func=cmd_backends)
+
+    rr = sub.add_parser("rerun", help="recompute one case of a results file, exactly")
+    rr.add_argument("results", help="a results.json written by a run")
+    rr.add_argument("case", help="the case id (12 hex digits)")
+    rr.add_argument("--quantity", default=None, help="only this quantity (e.g. dL/dx)")
+    rr.add_argument("--backend", default=None, help="another backend than the one in the file")
+    rr.add_argument("--spec", default=None, help="the spec file (default: the one named in the results)")
+    rr.add_argument("--no-isolate", action="store_true", help="run the backend in this process")
+    rr.set_defaults(func=cmd_rerun)
+
+    v = sub.add_parser("verify", help="check every identity of a spec against the derivative of its forward definitions")
+    v.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
+    v.add_argument("--per-regime", type=int, default=2, help="cases per regime (default 2)")
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
