@@ -19,9 +19,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .compare import Comparison
+if TYPE_CHECKING:  # a type only: reading results (the report layer) must not import the oracle
+    from .compare import Comparison
 
 __all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
            "validate"]

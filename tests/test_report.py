@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from conformance.cli import main as cli_main
-from conformance.report import build_all, build_backend_report, build_reports
+from conformance.report import build_all, build_backend_report
 from conformance.report.numbers import fmt_rate, fmt_ratio, fmt_sci, fmt_ulp, num
 from conformance.results import load_results, read_json, write_json_atomic
 
@@ -589,3 +589,30 @@ def test_the_number_checks_can_fail(run_dir: Path, doc: dict[str, Any]) -> None:
     d["records"][0]["status"] = "crashed"
     with pytest.raises(AssertionError):
         check_key_figures(page, d)
+
+
+def test_reports_import_no_backend_and_no_oracle(run_dir: Path, tmp_path: Path) -> None:
+    """The report layer reads results files only: building a report imports no backend, worker or oracle."""
+    out = tmp_path / "numpy-composed"
+    code = ("import sys; from conformance.report import build_backend_report; build_backend_report(sys.argv[1], sys.argv[2]); "
+            "print(' '.join(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code, str(run_dir / "results.json"), str(out)], capture_output=True,
+                          text=True, check=True, timeout=300)
+    modules = set(proc.stdout.split())
+    forbidden = {"conformance.oracle", "conformance.worker", "conformance.run", "conformance.registry", "conformance.bounds",
+                 "impls", "torch", "jax", "mpmath"}
+    assert not modules & forbidden, modules & forbidden
+
+
+def test_rerun_uses_the_embedded_spec_when_the_file_is_elsewhere(doc: dict[str, Any], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The rerun command printed on a report works on a machine where the spec file's recorded path does not exist."""
+    d = copy.deepcopy(doc)
+    d["spec"]["path"] = str(tmp_path / "elsewhere" / "two_layer_sigmoid_xent.yaml")
+    path = tmp_path / "results.json.gz"
+    write_json_atomic(path, d)
+    failing = next(r for r in d["records"] if r["status"] == "fail" and r["quantity"] == "L")
+    rc = cli_main(["rerun", str(path), failing["case"], "--quantity", "L", "--no-isolate"])
+    out = capsys.readouterr()
+    assert rc == 1, out.err  # 1: the case still fails (2 would be a usage error: spec or results unreadable)
+    assert "fail (nonfinite)" in out.out

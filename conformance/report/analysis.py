@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .numbers import fmt_magnitude, fmt_value, num, worst
+from .numbers import fmt_value, num, worst
 from .spec_source import SpecSource
 
 __all__ = [
@@ -308,9 +308,7 @@ def _pytest_command(doc: Mapping[str, Any], quantity: str, kind: str, layout: st
     name = backend.get("target") if backend.get("source") == "module:attr" else (backend.get("requested") or backend.get("name"))
     args = ["pytest", nodeid, "--backend", str(name)]
     settings = doc.get("settings", {})
-    from conformance.cases import DEFAULT_SEED
-
-    if settings.get("seed") is not None and settings.get("seed") != DEFAULT_SEED:
+    if settings.get("seed") is not None:  # always explicit: the command stays exact if the default ever changes
         args += ["--seed", str(settings["seed"])]
     if settings.get("examples") is not None:
         args += ["--examples", str(settings["examples"])]
@@ -659,7 +657,3 @@ def _ratio_key(x: Any) -> float:
     if f is None:
         return -1.0
     return float("inf") if f != f else f
-
-
-def magnitudes_text(ms: Sequence[float]) -> str:
-    return ", ".join(fmt_magnitude(m) for m in ms)

@@ -78,7 +78,7 @@ def to_mathml(expr: Expr, *, display: str = "inline") -> str:
 def identity_mathml(of: str, wrt: str, expr: Expr, *, display: str = "inline") -> str:
     """``∂of/∂wrt = expr`` as one ``<math>`` element."""
     t = MathML()
-    return _wrap(t.equation(t.derivative(of, wrt), t.expr(expr)), display)
+    return _wrap(t.equation(t.derivative(of, wrt), t.expr(expr)), display, displaystyle=True)
 
 
 def definition_mathml(name: str, expr: Expr, *, display: str = "inline") -> str:
@@ -89,5 +89,7 @@ def definition_mathml(name: str, expr: Expr, *, display: str = "inline") -> str:
     return _wrap(t.equation(t.sym(symbol(name)), t.expr(expr)), display)
 
 
-def _wrap(inner: str, display: str) -> str:
-    return f'<math display="{display}">{inner}</math>'
+def _wrap(inner: str, display: str, *, displaystyle: bool = False) -> str:
+    """``displaystyle`` keeps fractions (∂L/∂x) full size in an inline formula."""
+    style = ' displaystyle="true"' if displaystyle else ""
+    return f'<math display="{display}"{style}>{inner}</math>'

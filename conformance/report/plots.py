@@ -127,8 +127,9 @@ def ulp_bars(layout: str, dtypes: Sequence[str], quantities: Sequence[str],
         fig.subplots_adjust(top=1 - 0.28 / height, wspace=0.32)  # type: ignore[attr-defined]
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=7.5,  # type: ignore[attr-defined]
                    bbox_to_anchor=(0.5, 1.0), handlelength=1.2, columnspacing=1.2)
+        fig.subplots_adjust(bottom=0.5 / height)  # type: ignore[attr-defined]
         fig.supxlabel("share of components, by distance to the correctly rounded value (right: worst class reached)",  # type: ignore[attr-defined]
-                      fontsize=7.5, color="#4b5563")
+                      fontsize=7.5, color="#4b5563", y=0.0)
         return _render(fig, f"ulp-{layout}")
 
 
@@ -195,7 +196,8 @@ def ratio_vs_magnitude(regime: str, dtypes: Sequence[str], quantities: Sequence[
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
         axes[0].set_ylabel("error / allowed (worst case)")
-        fig.supxlabel("magnitude" + (f" ({sweep})" if sweep else ""), fontsize=8, color="#4b5563")  # type: ignore[attr-defined]
+        fig.subplots_adjust(bottom=0.2)  # type: ignore[attr-defined]  # room for the label below the tick labels
+        fig.supxlabel("magnitude" + (f" ({sweep})" if sweep else ""), fontsize=8, color="#4b5563", y=0.0)  # type: ignore[attr-defined]
         if failing:
             handles, labels = [], []
             for ax in axes:
