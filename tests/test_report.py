@@ -217,6 +217,11 @@ def test_pytest_report_option_writes_the_report(run_dir: Path) -> None:
         assert f"figures/{f.name}" in md
         ET.fromstring(f.read_text(encoding="utf-8"))  # well-formed SVG
     assert not list(run_dir.glob(".report-*")), "no temporary directory is left behind"
+    html = (run_dir / "index.html").read_text(encoding="utf-8")
+    # self-contained: nothing is loaded from anywhere (no script, stylesheet, image, font or frame)
+    for pattern in (r"<script", r"<link\b", r"<img\b", r"<iframe", r"@import", r"@font-face", r"\bsrc=",
+                    r"url\((?!#)", r'href="(?!#|(?:\.\./)?[\w.-]+\.(?:md|html)(?:#[\w-]*)?")'):
+        assert not re.search(pattern, html), pattern
 
 
 def test_numbers_on_the_page_match_the_results(run_dir: Path, doc: dict[str, Any]) -> None:
@@ -616,3 +621,21 @@ def test_rerun_uses_the_embedded_spec_when_the_file_is_elsewhere(doc: dict[str, 
     out = capsys.readouterr()
     assert rc == 1, out.err  # 1: the case still fails (2 would be a usage error: spec or results unreadable)
     assert "fail (nonfinite)" in out.out
+
+
+def test_an_unavailable_backend_is_reported_as_such(doc: dict[str, Any], tmp_path: Path) -> None:
+    """A backend that could not be loaded has a report that says so, and is never shown as conforming."""
+    d = copy.deepcopy(doc)
+    d["backend"].update(name="absent", requested="absent", available=False, reason="No module named 'absent'",
+                        versions={})
+    d["records"], d["cases"], d["counterexamples"] = [], [], []
+    path = tmp_path / "reports" / "absent" / "results.json"
+    write_json_atomic(path, d)
+    build_all(tmp_path / "reports")
+    page = parse_html((path.parent / "index.html").read_text(encoding="utf-8"))
+    assert page.by_id("verdict").attrs["data-verdict"] == "unavailable"
+    assert "No module named 'absent'" in page.by_id("verdict").text()
+    check_key_figures(page, d)
+    board = parse_html((tmp_path / "reports" / "index.html").read_text(encoding="utf-8"))
+    row = board.by_id("overview-table").one("tr", backend="absent")
+    assert "unavailable" in row.text() and "conforms" not in row.text()

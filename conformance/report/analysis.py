@@ -239,6 +239,13 @@ class Analysis:
     results_sha256: str
     results_display: str
     uninformative: Mapping[str, tuple[int, int]]  # dtype -> (components with a bound >= |exact|, components)
+    available: bool = True
+    unavailable_reason: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """The overall verdict; ``unavailable`` when the backend could not even be loaded (never a pass)."""
+        return "unavailable" if not self.available else self.overall.verdict
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -649,6 +656,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         tolerance=_tolerance(source, doc, dtypes), spec_source=source,
         results_name=Path(results_path).name, results_sha256=results_sha, results_display=results_display,
         uninformative={d: (v[0], v[1]) for d, v in sorted(uninf.items(), key=lambda kv: dt_index.get(kv[0], 99))},
+        available=bool(backend.get("available", True)), unavailable_reason=str(backend.get("reason", "")),
     )
 
 

@@ -31,7 +31,7 @@ __all__ = ["build_backend_report", "write_backend_report", "build_all", "build_r
 RESULTS_NAMES = ("results.json", "results.json.gz")
 
 _VERDICT_WORDS = {"pass": "conforms", "fail": "does not conform", "partial": "conforms where supported",
-                  "not_supported": "not supported", "empty": "nothing checked"}
+                  "not_supported": "not supported", "empty": "nothing checked", "unavailable": "unavailable"}
 
 
 def build_backend_report(results_path: str | Path, out_dir: str | Path, *, scoreboard_link: str | None = None) -> Analysis:

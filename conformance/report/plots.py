@@ -224,12 +224,14 @@ def _short(x: float) -> str:
 
 
 _XML_DECL = re.compile(r"^<\?xml[^>]*\?>\s*(<!DOCTYPE[^>]*>\s*)?", re.S)
+_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
 _SIZE = re.compile(r'(<svg[^>]*?)\s+width="[^"]*"\s+height="[^"]*"')
 
 
 def svg_for_html(svg: str, label: str) -> str:
     """An SVG document made fit to inline into HTML: no XML prolog, sized by CSS, labelled for screen readers."""
     out = _XML_DECL.sub("", svg, count=1)
+    out = _METADATA.sub("", out, count=1)  # RDF boilerplate: nothing a page reader needs
     out = _SIZE.sub(r"\1", out, count=1)
     from html import escape
 

@@ -32,6 +32,8 @@ class BackendRow:
     by_q: Mapping[str, Stats]
     failing_dtypes: Mapping[str, tuple[str, ...]]  # quantity -> dtypes where it fails
     breaks: tuple[str, ...]  # per regime: "large_logits: float64 ≥ 1000, float16 ≥ 10"
+    verdict: str = "pass"  # Stats.verdict, or "unavailable"
+    unavailable_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def scoreboard(analyses: Sequence[tuple[Analysis, str]]) -> Scoreboard:
             created=a.created, spec_sha256=a.spec_sha256, html=f"{rel}/index.html", md=f"{rel}/REPORT.md",
             overall=a.overall, by_ld=dict(a.by_layout_dtype), by_q=dict(a.by_quantity),
             failing_dtypes={q: tuple(sorted(ds, key=lambda d: a.dtypes.index(d))) for q, ds in failing.items()},
-            breaks=breaks))
+            breaks=breaks, verdict=a.verdict, unavailable_reason=a.unavailable_reason))
     dt = [d for d in DTYPE_ORDER if d in dtypes] + [d for d in dtypes if d not in DTYPE_ORDER]
     kind_order = {"value": 0, "gradient": 1, "jacobian": 2}
     quantities.sort(key=lambda qk: kind_order.get(qk[1], 3))  # stable: spec order within a kind
