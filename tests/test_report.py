@@ -639,3 +639,17 @@ def test_an_unavailable_backend_is_reported_as_such(doc: dict[str, Any], tmp_pat
     board = parse_html((tmp_path / "reports" / "index.html").read_text(encoding="utf-8"))
     row = board.by_id("overview-table").one("tr", backend="absent")
     assert "unavailable" in row.text() and "conforms" not in row.text()
+
+
+def test_failure_details_are_capped_but_every_group_is_listed(run_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import conformance.report.build as build
+
+    monkeypatch.setattr(build, "MAX_FAILURE_DETAILS", 1)
+    out = tmp_path / "numpy-composed"
+    shutil.copytree(run_dir, out)
+    build_backend_report(out / "results.json", out)
+    page = parse_html((out / "index.html").read_text(encoding="utf-8"))
+    rows = [n for n in page.find_all("tr") if "data-regime" in n.attrs and "data-quantity" in n.attrs]
+    assert len(rows) >= 2 and len(page.find_all("details", "failure")) == 1
+    assert "The details of the first 1 of" in page.by_id("details-capped").text()

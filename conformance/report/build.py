@@ -30,6 +30,10 @@ __all__ = ["build_backend_report", "write_backend_report", "build_all", "build_r
 #: What a backend's results file in a reports directory is called (``gradconform run`` writes the compressed one).
 RESULTS_NAMES = ("results.json", "results.json.gz")
 
+#: Failure groups shown in full (worst case, inputs, counterexample, commands); the table lists every group. A backend
+#: that fails everywhere would otherwise give pages of many megabytes that nobody reads to the end.
+MAX_FAILURE_DETAILS = 100
+
 _VERDICT_WORDS = {"pass": "conforms", "fail": "does not conform", "partial": "conforms where supported",
                   "not_supported": "not supported", "empty": "nothing checked", "unavailable": "unavailable"}
 
@@ -76,7 +80,8 @@ def write_backend_report(doc: Mapping[str, Any], results_path: str | Path, out_d
         html_ratio.append((reg, Markup(svg_for_html(svg, f"error over allowed against magnitude, regime {reg}"))))
 
     reports_dir = display_path(out.parent) if out.name == a.backend else display_path(out)
-    common = dict(a=a, scoreboard_link=scoreboard_link, reports_dir=reports_dir, rerun_all=_rerun_all(doc, reports_dir))
+    common = dict(a=a, scoreboard_link=scoreboard_link, reports_dir=reports_dir, rerun_all=_rerun_all(doc, reports_dir),
+                  max_details=MAX_FAILURE_DETAILS)
     html = render("backend.html.j2", css=Markup(css()), figures={"ulp": html_ulp, "ratio": html_ratio}, **common)
     md = render("backend.md.j2", figures={"ulp": md_ulp, "ratio": md_ratio}, **common)
     publish(out, {"index.html": html, "REPORT.md": md}, files)
