@@ -3,6 +3,7 @@
     gradconform run [--backend NAME ...] [--out reports]   conformance runs + reports for the installed backends
     gradconform backends                                   what backends are found, and why any is unavailable
     gradconform rerun RESULTS.json CASE [--quantity Q]     recompute one case exactly, from a results file
+    gradconform report [--out reports] [RESULTS ...]       (re)build the reports and the scoreboard from results files
     gradconform verify [--spec FILE]                       check the spec's identities against the oracle's derivatives
 
 Every failure the user can cause (an unknown backend, a bad spec file, a
@@ -83,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"== {ref.name}: not available ({info.reason}); skipped")
             continue
         print(f"== {ref.name}: running the conformance suite", flush=True)
-        results = out / ref.name / "results.json"
+        results = out / ref.name / "results.json.gz"  # compressed: small enough to publish beside the report
         cmd = [sys.executable, "-m", "pytest", str(_conformance_dir()), "--backend", ref.name if ref.source != "module:attr"
                else ref.target, "--results", str(results), "-q", "-p", "no:cacheprovider", "--no-header",
                "--tb=no", "-rN", f"--rootdir={_conformance_dir().parent}"]
@@ -118,7 +119,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from .cases import Case
     from .results import load_results
     from .run import Run
-    from .spec import load_spec
+    from .spec import load_spec, load_spec_text
     from .errors import GradconformError
 
     try:
@@ -132,7 +133,10 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         return 2
     case = Case.from_json(matches[0])
     try:
-        spec = load_spec(args.spec or (doc["spec"].get("path") or None))
+        if args.spec or not doc["spec"].get("text") or Path(doc["spec"].get("path") or "").is_file():
+            spec = load_spec(args.spec or (doc["spec"].get("path") or None))
+        else:  # the spec file is not here (another machine): use the copy the results file embeds
+            spec = load_spec_text(doc["spec"]["text"], name=f"{doc['spec'].get('name', 'spec')} (embedded in {args.results})")
     except GradconformError as exc:
         print(f"gradconform: {exc}", file=sys.stderr)
         return 2
@@ -162,6 +166,37 @@ def _num(x: object, fmt: str = "{:.3g}") -> str:
         return fmt.format(float(x))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(x)
+
+
+# ---------------------------------------------------------------------------- report
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from jsonschema import ValidationError
+
+    from .report import build_reports, find_results
+
+    out = Path(args.out)
+    missing = [p for p in args.results if not Path(p).is_file()]
+    if missing:
+        print(f"gradconform: no such results file: {missing[0]}", file=sys.stderr)
+        return 2
+    if not args.results and not find_results(out):
+        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
+              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
+        return 2
+    try:
+        built = build_reports(out, args.results)
+    except (OSError, ValueError) as exc:  # unreadable or invalid results files, mismatched shards
+        print(f"gradconform: cannot build the reports: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"gradconform: cannot build the reports: a results file does not match the schema: {exc.message} "
+              f"(at {'/'.join(map(str, exc.absolute_path)) or 'the top level'})", file=sys.stderr)
+        return 2
+    for a in built:
+        print(f"{a.backend}: {out}/{a.backend}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
+    print(f"scoreboard: {out}/index.html and {out}/README.md")
+    return 0
 
 
 # ---------------------------------------------------------------------------- verify
@@ -217,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--spec", default=None, help="the spec file (default: the one named in the results)")
     rr.add_argument("--no-isolate", action="store_true", help="run the backend in this process")
     rr.set_defaults(func=cmd_rerun)
+
+    rp = sub.add_parser("report", help="(re)build the HTML and markdown reports and the scoreboard from results files")
+    rp.add_argument("results", nargs="*", help="results files to place under OUT/<backend>/ (several files of one backend "
+                                               "are merged); none: rebuild from OUT/*/results.json[.gz]")
+    rp.add_argument("--out", default="reports", help="reports directory (default: reports)")
+    rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("verify", help="check every identity of a spec against the derivative of its forward definitions")
     v.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")

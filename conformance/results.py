@@ -10,6 +10,7 @@ is in ``conformance/results_schema.json`` and documented in docs/results.md.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -18,11 +19,13 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .compare import Comparison
+if TYPE_CHECKING:  # a type only: reading results (the report layer) must not import the oracle
+    from .compare import Comparison
 
-__all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "load_results", "merge", "validate"]
+__all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
+           "validate"]
 
 SCHEMA = "gradconform-results/1"
 
@@ -125,14 +128,25 @@ def now() -> str:
 
 
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
-    """Write JSON to ``path`` through a temporary file and a rename: readers see the old or the new file."""
+    """Write JSON to ``path`` through a temporary file and a rename: readers see the old or the new file.
+
+    A name ending in ``.gz`` is written gzip-compressed and compact (about a
+    tenth of the size: what a repository that publishes its results can keep),
+    with no time stamp in the gzip header, so equal documents give equal bytes.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=False, allow_nan=False)
-            fh.write("\n")
+        if p.name.endswith(".gz"):
+            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                gz.write(json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8"))
+                gz.write(b"\n")
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1, sort_keys=False, allow_nan=False)
+                fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results file is meant to be read (and published)
         os.replace(tmp, p)
     except BaseException:
         try:
@@ -154,9 +168,18 @@ def validate(doc: Mapping[str, Any]) -> None:
     jsonschema.validate(doc, _schema())
 
 
+def read_json(path: str | Path) -> Any:
+    """JSON from a plain or gzip-compressed file (recognised by its magic bytes, not its name)."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return json.loads(raw.decode("utf-8"))
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        doc = json.load(fh)
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a gradconform results file (not a JSON object)")
     if doc.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a gradconform results file (schema {doc.get('schema')!r}, expected {SCHEMA!r})")
     validate(doc)

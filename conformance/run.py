@@ -250,7 +250,7 @@ class Run:
             "seconds": round(time.perf_counter() - self.started, 3),
             "harness": {"name": "gradconform", "version": __version__},
             "spec": {"name": self.spec.name, "title": self.spec.title, "path": self.spec.path,
-                     "sha256": self.spec.sha256},
+                     "sha256": self.spec.sha256, "text": self.spec.source},
             "backend": {"name": info.name if info.available else self.ref.name, "requested": self.ref.name,
                         "target": self.ref.target, "source": self.ref.source, "description": info.description,
                         "available": info.available, "reason": info.reason, "versions": dict(info.versions),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
@@ -207,6 +207,8 @@ class Spec:
     tolerance: TolerancePolicy
     regimes: Mapping[str, Regime]
     negative_identities: tuple[NegativeIdentity, ...] = ()
+    #: the spec file's text, so that a results file can carry the exact spec it was judged against
+    source: str = field(default="", repr=False, compare=False)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -258,7 +260,7 @@ def load_spec_text(text: str, *, name: str = "<spec>", digest_of: bytes | None =
     if not isinstance(data, dict):
         raise SpecError("a spec file must be a mapping at the top level", file=name)
     _validate_schema(data, name)
-    return _build(data, name, sha)
+    return replace(_build(data, name, sha), source=text)
 
 
 def _validate_schema(data: dict[str, Any], file: str) -> None:

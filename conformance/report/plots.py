@@ -1,0 +1,238 @@
+"""The report's figures, as SVG text made with matplotlib (Agg-free SVG canvas, no pyplot state).
+
+Two kinds of figure, where a reader would rather look than read:
+
+* **ulp distributions**: for each layout, one panel per dtype; a 100 % bar
+  per quantity, split by class of ulp error (exact, 1 ulp, 2-3, 4-15, ...;
+  from the summed ``ulp_hist`` of the records), with the worst class reached
+  written beside it (a rare bad component is too thin to see in a bar);
+* **error/allowed against magnitude**: for each regime with a magnitude
+  sweep, one panel per dtype; the worst ``max_ratio`` of each quantity at
+  each magnitude (over layouts, shape families and cases). Above the dashed
+  line at 1 a check fails; quantities that cross it are drawn in colour and
+  named, the others in grey.
+
+Determinism: no date in the metadata, a fixed ``svg.hashsalt`` per figure
+(ids of clip paths are hashes of it), glyphs as paths (no fonts needed by the
+reader), and inputs iterated in sorted order. Same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Mapping, Sequence
+
+__all__ = ["ulp_bars", "ratio_vs_magnitude", "svg_for_html", "PALETTE", "ULP_CLASSES"]
+
+#: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), for quantities that fail.
+PALETTE = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+_GREY = "#9aa3ad"
+_RC = {
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 8.5,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 8.5,
+    "axes.edgecolor": "#6b7280",
+    "axes.linewidth": 0.6,
+    "xtick.color": "#374151",
+    "ytick.color": "#374151",
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "axes.titleweight": "bold",
+    "path.simplify": False,
+}
+
+
+def _render(fig: object, salt: str) -> str:
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": f"gradconform:{salt}", **_RC}):
+        FigureCanvasSVG(fig)  # attaches the canvas
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "gradconform", "Title": salt},  # type: ignore[attr-defined]
+                    bbox_inches="tight", pad_inches=0.08)
+    return buf.getvalue()
+
+
+def _figure(width: float, height: float) -> object:
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(_RC):
+        return Figure(figsize=(width, height), dpi=72)
+
+
+#: Classes of ulp error shown in the distribution bars: (label, first bucket, last bucket, colour).
+#: Bucket 0 holds exact results, bucket b (1..32) holds [2**(b-1), 2**b), bucket 33 NaN/inf (conformance.compare).
+ULP_CLASSES = (
+    ("exact", 0, 0, "#1a9850"),
+    ("1 ulp", 1, 1, "#91cf60"),
+    ("2–3", 2, 2, "#d9ef8b"),
+    ("4–15", 3, 4, "#fee08b"),
+    ("16–255", 5, 8, "#fdae61"),
+    ("256–65535", 9, 16, "#f46d43"),
+    ("≥ 2¹⁶", 17, 32, "#a50026"),
+    ("NaN/∞", 33, 33, "#1f2937"),
+)
+
+
+def ulp_bars(layout: str, dtypes: Sequence[str], quantities: Sequence[str],
+             hists: Mapping[tuple[str, str, str], Sequence[int]]) -> str | None:
+    """For each quantity and dtype, the share of its components in each class of ulp error (a 100 % bar),
+    and the largest class reached written beside the bar; None when nothing is graded."""
+    import matplotlib
+    from matplotlib.patches import Patch
+
+    rows = [q for q in quantities if any(sum(hists.get((layout, d, q), ())) for d in dtypes)]
+    if not rows:
+        return None
+    present = [d for d in dtypes if any(sum(hists.get((layout, d, q), ())) for q in rows)]
+    with matplotlib.rc_context(_RC):
+        fig = _figure(1.6 + 2.6 * len(present), 1.15 + 0.24 * len(rows))
+        axes = fig.subplots(1, len(present), sharey=True, squeeze=False)[0]  # type: ignore[attr-defined]
+        ys = list(range(len(rows)))
+        for ax, d in zip(axes, present):
+            for i, q in enumerate(rows):
+                h = list(hists.get((layout, d, q), ()))
+                total = sum(h)
+                if not total:
+                    ax.text(0.5, i, "not graded", ha="center", va="center", fontsize=7, color=_GREY)
+                    continue
+                left = 0.0
+                top_class = ""
+                for label, lo, hi, colour in ULP_CLASSES:
+                    c = sum(h[lo:hi + 1])
+                    if c:
+                        w = c / total
+                        ax.barh(i, w, left=left, height=0.72, color=colour, linewidth=0)
+                        left += w
+                        top_class = label
+                ax.text(1.02, i, top_class, ha="left", va="center", fontsize=6.8, color="#374151")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            ax.set_xticks([0, 0.5, 1])
+            ax.set_xticklabels(["0", "50%", "100%"])
+            ax.set_title(d, pad=4)
+            for side in ("top", "right", "left"):
+                ax.spines[side].set_visible(False)
+            ax.tick_params(axis="y", length=0)
+        axes[0].set_yticks(ys)
+        axes[0].set_yticklabels(rows)
+        handles = [Patch(color=c, label=l) for l, _, _, c in ULP_CLASSES]
+        height = 1.15 + 0.24 * len(rows)
+        fig.subplots_adjust(top=1 - 0.28 / height, wspace=0.32)  # type: ignore[attr-defined]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=7.5,  # type: ignore[attr-defined]
+                   bbox_to_anchor=(0.5, 1.0), handlelength=1.2, columnspacing=1.2)
+        fig.subplots_adjust(bottom=0.5 / height)  # type: ignore[attr-defined]
+        fig.supxlabel("share of components, by distance to the correctly rounded value (right: worst class reached)",  # type: ignore[attr-defined]
+                      fontsize=7.5, color="#4b5563", y=0.0)
+        return _render(fig, f"ulp-{layout}")
+
+
+_FLOOR = 1e-5
+_TOP = 1e3
+_INF_Y = 1e4
+
+
+def ratio_vs_magnitude(regime: str, dtypes: Sequence[str], quantities: Sequence[str],
+                       series: Mapping[tuple[str, str, str], Sequence[tuple[float, float]]],
+                       sweep: str = "") -> str | None:
+    """Worst error/allowed per quantity against the regime's magnitude, a panel per dtype."""
+    import matplotlib
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    present = [d for d in dtypes if any(series.get((regime, d, q)) for q in quantities)]
+    if not present:
+        return None
+    failing = [q for q in quantities if any(r > 1 for d in present for _, r in series.get((regime, d, q), ()))]
+    colours = {q: PALETTE[i % len(PALETTE)] for i, q in enumerate(failing)}
+    mags = sorted({m for d in present for q in quantities for m, _ in series.get((regime, d, q), ())})
+    with matplotlib.rc_context(_RC):
+        fig = _figure(1.2 + 2.45 * len(present), 2.7)
+        axes = fig.subplots(1, len(present), sharey=True, squeeze=False)[0]  # type: ignore[attr-defined]
+        for ax, d in zip(axes, present):
+            ax.axhspan(1.0, _INF_Y * 3, color="#fde8e8", zorder=0)
+            ax.axhline(1.0, color="#b91c1c", linestyle="--", linewidth=0.9, zorder=1)
+            ax.axhline(_INF_Y, color="#d1d5db", linewidth=0.6, zorder=1)
+            worst_q, worst_v, first_fail = "", -1.0, None
+            for q in quantities:
+                pts = series.get((regime, d, q), ())
+                if not pts:
+                    continue
+                xs = [m for m, _ in pts]
+                ys = [_y(r) for _, r in pts]
+                for m, r in pts:
+                    if r > worst_v:
+                        worst_q, worst_v = q, r
+                    if r > 1 and (first_fail is None or m < first_fail):
+                        first_fail = m
+                if q in colours:
+                    ax.plot(xs, ys, color=colours[q], linewidth=1.6, marker="o", markersize=3.5, zorder=4, label=q)
+                else:
+                    ax.plot(xs, ys, color=_GREY, linewidth=0.7, marker="o", markersize=1.8, alpha=0.8, zorder=2)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_ylim(_FLOOR * 0.5, _INF_Y * 3)
+            if len(mags) > 1:
+                ax.set_xlim(mags[0] / 1.6, mags[-1] * 1.6)
+            ax.xaxis.set_major_locator(FixedLocator(mags))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticklabels([f"{m:g}" for m in mags])
+            ax.yaxis.set_major_locator(FixedLocator([_FLOOR, 1e-3, 1e-1, 1, 1e2, _INF_Y]))
+            ax.set_yticklabels(["≤10⁻⁵", "10⁻³", "10⁻¹", "1", "10²", "NaN/∞"])
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            if first_fail is not None:
+                title = f"{d}: fails from {first_fail:g}"
+            elif worst_v >= 0:
+                title = f"{d}: worst {_short(worst_v)} ({worst_q})"
+            else:
+                title = d
+            ax.set_title(title, color="#b91c1c" if first_fail is not None else "#111827", fontsize=8.5)
+            ax.grid(axis="y", color="#e5e7eb", linewidth=0.5)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+        axes[0].set_ylabel("error / allowed (worst case)")
+        fig.subplots_adjust(bottom=0.2)  # type: ignore[attr-defined]  # room for the label below the tick labels
+        fig.supxlabel("magnitude" + (f" ({sweep})" if sweep else ""), fontsize=8, color="#4b5563", y=0.0)  # type: ignore[attr-defined]
+        if failing:
+            handles, labels = [], []
+            for ax in axes:
+                for h, l in zip(*ax.get_legend_handles_labels()):
+                    if l not in labels:
+                        handles.append(h)
+                        labels.append(l)
+            fig.subplots_adjust(top=0.84)  # type: ignore[attr-defined]
+            fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False,  # type: ignore[attr-defined]
+                       bbox_to_anchor=(0.5, 0.985), fontsize=8)
+        return _render(fig, f"ratio-{regime}")
+
+
+def _y(r: float) -> float:
+    if math.isinf(r) or math.isnan(r):
+        return _INF_Y
+    return min(max(r, _FLOOR), _TOP)
+
+
+def _short(x: float) -> str:
+    if math.isinf(x):
+        return "∞"
+    return f"{x:.2g}"
+
+
+_XML_DECL = re.compile(r"^<\?xml[^>]*\?>\s*(<!DOCTYPE[^>]*>\s*)?", re.S)
+_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
+_SIZE = re.compile(r'(<svg[^>]*?)\s+width="[^"]*"\s+height="[^"]*"')
+
+
+def svg_for_html(svg: str, label: str) -> str:
+    """An SVG document made fit to inline into HTML: no XML prolog, sized by CSS, labelled for screen readers."""
+    out = _XML_DECL.sub("", svg, count=1)
+    out = _METADATA.sub("", out, count=1)  # RDF boilerplate: nothing a page reader needs
+    out = _SIZE.sub(r"\1", out, count=1)
+    from html import escape
+
+    return out.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" class="plot" ', 1)
