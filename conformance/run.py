@@ -85,6 +85,8 @@ class Run:
         self._verifications: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.counterexamples: list[dict[str, Any]] = []
         self.tests: list[dict[str, Any]] = []
+        self.refutations: list[dict[str, Any]] = []  # negative identities (conformance.negative), backend-free
+        self.metamorphic: list[dict[str, Any]] = []  # metamorphic properties (conformance.metamorphic)
         self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ backend
@@ -267,4 +269,6 @@ class Run:
             "verifications": verifs,
             "counterexamples": list(self.counterexamples),
             "tests": list(self.tests),
+            "refutations": list(self.refutations),
+            "metamorphic": list(self.metamorphic),
         }
