@@ -218,7 +218,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import main_check
+    from .identity_check import main_check
 
     return main_check(args)
 
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("-v", "--verbose", action="store_true", help="show how each confusion is told apart")
     li.set_defaults(func=cmd_lint)
 
-    from .check import add_check_arguments
+    from .identity_check import add_check_arguments
 
     ch = sub.add_parser("check", help="check a hand-derived gradient or Jacobian: shapes, value, diagnosis")
     add_check_arguments(ch)

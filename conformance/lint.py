@@ -31,18 +31,14 @@ value (``test_negative_identity`` does).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
-
-import mpmath
-import numpy as np
+from typing import Any, Mapping, Sequence
 
 from .errors import ShapeError, SpecError
-from .expr import Expr, interpret, to_text
+from .expr import Expr, to_text
 from .generic import generic_inputs
-from .mparith import DomainError, IvOps, endpoints, to_iv
+from .ivalues import IntervalEnv, first_difference
 from .shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, replace_at, substitute, toggle_transpose,
                      transpose_candidates, try_shape)
 from .spec import Identity, Layout, ShapeFamily, Spec, load_spec
@@ -271,7 +267,7 @@ def _discriminate(spec: Spec, layout: Layout, ident: Identity, families: Sequenc
         a, b = ev.value(ident.expr), ev.value(conf)
         if a is None or b is None:
             continue
-        diff = _first_difference(a, b)
+        diff = first_difference(a, b)
         if diff is not None:
             idx, va, vb = diff
             if is_transpose and ident.symmetric:
@@ -314,44 +310,11 @@ def _sizes(fam: ShapeFamily) -> str:
     return ", ".join(f"{k} = {v}" for k, v in fam.sizes.items())
 
 
-def _first_difference(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, ...], float, float] | None:
-    """The first component where the two interval arrays are disjoint (rigorously different), or None."""
-    a, b = np.broadcast_arrays(a, b)
-    for idx in np.ndindex(a.shape):
-        (a0, a1), (b0, b1) = endpoints(a[idx]), endpoints(b[idx])
-        if a1 < b0 or b1 < a0:
-            return tuple(int(i) for i in idx), float((a0 + a1) / 2), float((b0 + b1) / 2)
-    return None
-
-
-@contextmanager
-def _precision(bits: int) -> Iterator[None]:
-    saved = mpmath.iv.prec
-    mpmath.iv.prec = bits
-    try:
-        yield
-    finally:
-        mpmath.iv.prec = saved
-
-
-class _Evaluator:
-    """Interval values of expressions on one generic draw of a (layout, family), sharing sub-expressions."""
+class _Evaluator(IntervalEnv):
+    """Interval values on one generic draw of a (layout, family)."""
 
     def __init__(self, spec: Spec, layout: Layout, family: ShapeFamily) -> None:
-        self.inputs = generic_inputs(spec, layout, family)
-        self.cache: dict[Expr, Any] = {}
-        self.ops = IvOps()
-        with _precision(EVAL_BITS):
-            self.env: dict[str, Any] = {k: to_iv(v) for k, v in self.inputs.items()}
-            for d in layout.forward:
-                self.env[d.name] = interpret(d.expr, self.env, self.ops, self.cache)
-
-    def value(self, expr: Expr) -> np.ndarray | None:
-        with _precision(EVAL_BITS):
-            try:
-                return np.asarray(interpret(expr, self.env, self.ops, self.cache))
-            except (DomainError, ValueError, ZeroDivisionError):
-                return None
+        super().__init__(layout, generic_inputs(spec, layout, family), bits=EVAL_BITS)
 
 
 # --------------------------------------------------------------------------- negative identities

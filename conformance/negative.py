@@ -32,7 +32,7 @@ from .errors import GradconformError
 from .shapes import concrete, concrete_shapes, substitute, try_shape
 from .spec import NegativeIdentity, ShapeFamily, Spec
 
-__all__ = ["FamilyOutcome", "Refutation", "default_regime", "families_for", "refute"]
+__all__ = ["FamilyOutcome", "Refutation", "default_regime", "families_for", "refute", "shrink_counterexample"]
 
 REFUTED_BY_SHAPE = "refuted_by_shape"
 REFUTED_BY_VALUE = "refuted_by_value"
@@ -185,24 +185,39 @@ def _refute_by_value(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, cases:
 
 def _shrink(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, found: Case, regime: str, seed: int) -> Case:
     """A simpler refuting case in the same cell, by hypothesis shrinking (the found case if none is simpler)."""
+    layout = spec.layouts[neg.layout]
+    simpler = shrink_counterexample(spec, layout.name, layout.identity(neg.claims), neg.expr, regime=regime,
+                                    family=fam.name, magnitude=found.magnitude, seed=cell_seed(seed, "negative", neg.id),
+                                    ignore_requires=neg.ignore_requires)
+    return simpler if simpler is not None else found
+
+
+def shrink_counterexample(spec: Spec, layout: str, identity: Any, expr: Any, *, regime: str, family: str,
+                          magnitude: float | None, seed: int, ignore_requires: bool = False,
+                          max_examples: int = 40) -> Case | None:
+    """The simplest case of a (regime, family, magnitude) cell on which ``expr``, claimed for ``identity``, is
+    refuted by the oracle: hypothesis generates, then shrinks toward zeros and first positions. None if no
+    case of the cell refutes it within the budget."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    strategy = case_strategy(spec, neg.layout, "float64", regime, fam.name, found.magnitude)
+    lay = spec.layouts[layout]
+    strategy = case_strategy(spec, layout, "float64", regime, family, magnitude)
 
     def refuted(case: Case) -> bool:
         try:
-            return _verify(spec, neg, case).verdict == "refuted"
+            return oracle.verify_identity(lay, identity, case.inputs, case.sizes, expr=expr,
+                                          ignore_requires=ignore_requires).verdict == "refuted"
         except (GradconformError, ArithmeticError):
             return False
 
     try:
         return find(strategy, refuted,
-                    settings=settings(max_examples=40, database=None, deadline=None,
+                    settings=settings(max_examples=max_examples, database=None, deadline=None,
                                       phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck)),
-                    random=random.Random(cell_seed(seed, "negative", neg.id, fam.name)))
+                    random=random.Random(cell_seed(seed, family)))
     except NoSuchExample:
-        return found
+        return None
 
 
 def refutations_json(refutations: Mapping[str, Refutation]) -> list[dict[str, Any]]:

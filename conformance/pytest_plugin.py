@@ -191,6 +191,14 @@ class Checker:
         if worst.max_ulp is not None and worst.status == FAIL:
             lines.append(f"  error {worst.max_abs_err:.3g} (relative {worst.max_rel_err:.3g}, {worst.max_ulp:.0f} ulp); "
                          f"bound {worst.worst_bound:.3g}; ratio to allowed {worst.max_ratio:.3g}")
+        if worst.diagnosis:
+            kinds: dict[str, int] = {}
+            for r in bad:
+                if r.diagnosis:
+                    kinds[r.diagnosis["class"]] = kinds.get(r.diagnosis["class"], 0) + 1
+            tally = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  diagnosis: {worst.diagnosis['class']}: {worst.diagnosis['message']}"
+                         + (f" (over the failing cases: {tally})" if len(kinds) > 1 or len(bad) > 1 else ""))
         lines.append(f"  inputs: {_inputs_text(case)}")
         minimal = self._counterexample(qid, layout, dtype, regime, worst)
         if minimal is not None:

@@ -55,6 +55,7 @@ class Record:
     worst_allowed: float | None = None
     uninformative: int = 0
     ulp_hist: list[int] = field(default_factory=list)
+    diagnosis: dict[str, Any] | None = None  # for a failure: its class and why (conformance.diagnose)
 
     def to_json(self) -> dict[str, Any]:
         return {k: _json_float(v) for k, v in asdict(self).items()}
@@ -69,15 +70,16 @@ def _json_float(v: Any) -> Any:
 
 def make_record(*, quantity: str, kind: str, layout: str, dtype: str, regime: str, family: str,
                 magnitude: float | None, case: str, status: str, detail: str = "", message: str = "",
-                comparison: Comparison | None = None) -> Record:
+                comparison: Comparison | None = None, diagnosis: dict[str, Any] | None = None) -> Record:
     if comparison is None:
-        return Record(quantity, kind, layout, dtype, regime, family, magnitude, case, status, detail, message)
+        return Record(quantity, kind, layout, dtype, regime, family, magnitude, case, status, detail, message,
+                      diagnosis=diagnosis)
     c = comparison
     return Record(
         quantity, kind, layout, dtype, regime, family, magnitude, case, c.status, c.detail, c.message,
         c.components, c.max_ratio, c.max_abs_err, c.max_rel_err, c.max_ulp, c.median_ulp,
         list(c.worst_index) if c.worst_index is not None else None, c.worst_got, c.worst_exact, c.worst_bound,
-        c.worst_allowed, c.uninformative, list(c.ulp_hist),
+        c.worst_allowed, c.uninformative, list(c.ulp_hist), diagnosis,
     )
 
 
