@@ -247,6 +247,9 @@ def _discriminate(spec: Spec, layout: Layout, ident: Identity, families: Sequenc
     is_transpose = conf == toggle_transpose(ident.expr)
     pinned = {k: substitute(s, ident.when) for k, s in layout.value_shapes.items()}
     base = dict(layout=layout.name, identity=ident.id, confusion=conf_name, formula=formula)
+    if is_transpose and ident.symmetric and ident.shape[0] != ident.shape[1]:
+        return Discrimination(**base, verdict="symmetric_false",
+                              detail=f"declared symmetric: true, but its shape {format_shape(ident.shape)} is not square")
     if not (is_transpose and ident.symmetric):
         for fam in families:
             cs = concrete_shapes(pinned, fam.sizes)
@@ -279,9 +282,6 @@ def _discriminate(spec: Spec, layout: Layout, ident: Identity, families: Sequenc
         equal_in.append(fam.name)
     fams = ", ".join(f.name for f in families)
     if is_transpose:
-        if ident.shape[0] != ident.shape[1] and ident.symmetric:
-            return Discrimination(**base, verdict="symmetric_false",
-                                  detail=f"declared symmetric: true, but its shape {format_shape(ident.shape)} is not square")
         if ident.symmetric and equal_in:
             return Discrimination(**base, verdict="symmetric",
                                   detail=f"declared symmetric; verified: equal to its transpose on generic inputs in "
@@ -290,11 +290,16 @@ def _discriminate(spec: Spec, layout: Layout, ident: Identity, families: Sequenc
             return Discrimination(**base, verdict="symmetric_false",
                                   detail="declared symmetric: true, but no family could evaluate it to verify the claim")
         what = ("numerator from denominator layout" if ident.kind == "jacobian" else "the result from its transpose")
+        sizes = sorted({"{} x {}".format(*concrete(ident.shape, f.sizes)) for f in families})
+        if ident.shape[0] == ident.shape[1]:
+            hint = ("if the matrix is symmetric by nature, declare `symmetric: true` on the identity (lint verifies "
+                    "it), otherwise add a shape family where the two differ")
+        else:
+            hint = "add a shape family where the two dimensions differ"
         return Discrimination(**base, verdict="indiscriminable",
-                              detail=f"no shape family can tell {what}: {format_shape(ident.shape)} in every family "
-                                     f"where it is tested ({fams}), and equal to its transpose on generic inputs; if "
-                                     "the matrix is symmetric by nature, declare `symmetric: true` on the identity, "
-                                     "otherwise add a shape family where the two differ")
+                              detail=f"no shape family can tell {what}: {format_shape(ident.shape)} is "
+                                     f"{' or '.join(sizes)} in every family where it is tested ({fams}), and equal "
+                                     f"to its transpose on generic inputs; {hint}")
     if genuine:
         return Discrimination(**base, verdict="equivalent",
                               detail=f"conformable with the same shape and equal on generic inputs in {fams}: "

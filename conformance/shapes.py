@@ -178,7 +178,7 @@ def suggest_fixes(expr: Expr, shapes: Mapping[str, Shape], *, expected: Shape | 
 
     Tried: at the failing operation, transposing either operand, swapping the
     operands of a product, and ``@`` for ``*`` or back; anywhere in the tree,
-    adding or dropping one transpose. Edits at the failing operation rank
+    adding or dropping one transpose; with ``expected``, transposing the whole. Edits at the failing operation rank
     first, then edits of a single name (``W1`` -> ``W1.T``), then the rest.
     Only edits after which the *whole* expression is conformable are kept, so
     a suggestion is never a fix that moves the error elsewhere.
@@ -206,6 +206,8 @@ def suggest_fixes(expr: Expr, shapes: Mapping[str, Shape], *, expected: Shape | 
                 edits.append((2, fp, BinOp("*", left, right, col=node.col), True))
             elif node.op == "*":
                 edits.append((2, fp, BinOp("@", left, right, col=node.col), True))
+    if expected is not None:
+        edits.append((5, (), toggle_transpose(expr), False))  # the whole result transposed
     for path, node in transpose_candidates(expr, shapes):
         rank = 3 if isinstance(node, (Name, Transpose)) and isinstance(getattr(node, "operand", node), Name) else 4
         edits.append((rank, path, toggle_transpose(node), False))
