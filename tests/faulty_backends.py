@@ -144,3 +144,37 @@ class NaiveSoftmax(_Forward):
 
     def make_ops(self, dtype: str) -> NumpyOps:
         return _NaiveSoftmaxOps(dtype)
+
+
+class WrongConvention(_OneQuantity):
+    """The Jacobian da/dx in the other convention (W1 instead of W1.T in numerator layout)."""
+
+    name = "faulty-wrong-convention"
+    targets = ("da/dx",)
+
+    def corrupt(self, value: np.ndarray, request: Request) -> np.ndarray:
+        return value.T.copy()
+
+
+class LayoutSkew(_OneQuantity):
+    """dL/dx off by one part in 2**20, in the column layout only (a layout-specific bug)."""
+
+    name = "faulty-layout-skew"
+    targets = ("dL/dx",)
+
+    def corrupt(self, value: np.ndarray, request: Request) -> np.ndarray:
+        if request.model.layout != "column":
+            return value
+        return (value * (1 + 2.0 ** -20)).astype(value.dtype)
+
+
+class NormalizedLabelsAssumed(NumpyBackend):
+    """Computes the 'general' dL/dtheta as yhat - y, as if labels always summed to 1: right on normalized labels."""
+
+    name = "faulty-normalized-labels"
+
+    def evaluate(self, request: Request) -> Mapping[str, Any]:
+        out = dict(super().evaluate(request))
+        if isinstance(out.get("dL/dtheta.general"), np.ndarray) and "yhat" in out:
+            out["dL/dtheta.general"] = (out["yhat"] - request.inputs["y"]).astype(out["yhat"].dtype)
+        return out
