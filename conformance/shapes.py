@@ -59,7 +59,10 @@ class _Where:
 
 
 def _operand(e: Expr, s: Shape) -> str:
-    return f"{to_text(e)} ({format_shape(s)})"
+    text = to_text(e)
+    if not isinstance(e, (Name, Call, Transpose, Const)):
+        text = f"({text})"
+    return f"{text} ({format_shape(s)})"
 
 
 def infer_all(
@@ -123,7 +126,11 @@ class Fix:
 
     @property
     def description(self) -> str:
-        return f"{to_text(self.by)} in place of {to_text(self.replace)}"
+        a, b = self.replace, self.by
+        if isinstance(a, BinOp) and isinstance(b, BinOp) and (a.left, a.right) == (b.left, b.right) and a.op != b.op:
+            names = {"*": "the elementwise product *", "@": "the matrix product @"}
+            return f"{names.get(b.op, b.op)} in place of {names.get(a.op, a.op)}: {to_text(b)}"
+        return f"{to_text(b)} in place of {to_text(a)}"
 
 
 Path = tuple[int, ...]
