@@ -229,7 +229,7 @@ class Checker:
         detail = worst.detail
 
         def fails(case: Case) -> bool:
-            recs, _ = self.run.evaluate_case(case, only=[qid])
+            recs, _ = self.run.evaluate_case(case, only=[qid], diagnose=False)
             return any(r.quantity == qid and r.status == FAIL and r.detail == detail for r in recs)
 
         try:

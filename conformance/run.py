@@ -142,8 +142,10 @@ class Run:
                                        concrete(ident.shape, sizes)))
         return Request(model, case.dtype, dict(case.inputs), tuple(quantities), self.device)
 
-    def evaluate_case(self, case: Case, *, only: Iterable[str] | None = None) -> tuple[list[Record], int]:
-        """Records for every quantity claimed on ``case`` (or only those named); also the oracle's precision."""
+    def evaluate_case(self, case: Case, *, only: Iterable[str] | None = None,
+                      diagnose: bool = True) -> tuple[list[Record], int]:
+        """Records for every quantity claimed on ``case`` (or only those named); also the oracle's precision.
+        ``diagnose``: classify failures (conformance.diagnose); off where only the verdict matters (shrinking)."""
         lay = self.spec.layouts[case.layout]
         wanted = set(only) if only is not None else None
         sized = [i for i in lay.identities if all(case.sizes.get(d) == v for d, v in i.when.items())]
@@ -202,7 +204,7 @@ class Run:
                                            message=f"{type(exc).__name__}: {exc}", **ctx))
                 continue
             diagnosis = None
-            if cmp.status == FAIL and cmp.detail in ("out_of_bound", "nonfinite", "wrong_shape"):
+            if diagnose and cmp.status == FAIL and cmp.detail in ("out_of_bound", "nonfinite", "wrong_shape"):
                 diagnosis = _diagnose(diagnoser, qid, expr, got, ev.values[qid].hi,
                                       kappa * bound + get_format(case.dtype).eta, ident)
             records.append(make_record(quantity=qid, kind=kind, status=cmp.status, comparison=cmp, diagnosis=diagnosis,
