@@ -2,7 +2,7 @@
 
 Public entry points: :func:`conformance.spec.load_spec`, :class:`conformance.run.Run`,
 the backend contract in :mod:`conformance.backend`, :func:`conformance.check` (is a
-hand-derived gradient conformable and right?), :func:`conformance.lint` (static checks of a
+hand-derived gradient conformable and right?), :func:`conformance.lint.lint` (static checks of a
 spec), the command line ``gradconform`` and the pytest suite ``pytest conformance --backend NAME``.
 """
 
@@ -15,17 +15,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
 
-__all__ = ["__version__", "check", "lint"]
+__all__ = ["__version__", "check"]
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    """``check`` and ``lint`` are imported on first use: a backend importing the contract pays nothing for them."""
+    """``check`` is imported on first use: a backend importing the contract pays nothing for it."""
     if name == "check":
         from .identity_check import check
 
         return check
-    if name == "lint":
-        from .lint import lint
-
-        return lint
     raise AttributeError(f"module 'conformance' has no attribute {name!r}")

@@ -134,3 +134,17 @@ def test_cli_lint_exit_status(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "conformance.cli", "lint", str(tmp_path / "nope.yaml")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no such spec file" in missing.stderr
+
+
+def test_square_families_tell_a_missing_transpose_by_value(tmp_path: Path) -> None:
+    square = "sizes: {n: 1, d_in: 4, hidden: 4, d_out: 4}"
+    path = spec_copy(tmp_path, *[(f"sizes: {{{s}}}", square) for s in (
+        "n: 1, d_in: 5, hidden: 3, d_out: 5", "n: 4, d_in: 5, hidden: 3, d_out: 5",
+        "n: 2, d_in: 7, hidden: 4, d_out: 6")])
+    report = lint(path)
+    assert report.ok, report.render()
+    d = next(d for d in report.discriminations
+             if (d.layout, d.identity, d.confusion) == ("row", "dL/dx", "W1 in place of W1.T"))
+    assert d.verdict == "value" and "on generic inputs" in d.detail
+    d = next(d for d in report.discriminations if (d.layout, d.identity, d.confusion) == ("row", "dL/dW1", "its transpose"))
+    assert d.verdict == "value"
