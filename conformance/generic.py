@@ -1,9 +1,10 @@
 """Generic inputs: random numbers with no special structure, for questions of the form "are these two
 formulas the same function?".
 
-A formula that differs from another one differs on almost every input, so one
-draw of N(0, 1) numbers per shape family answers the question (two draws make
-an accidental coincidence practically impossible). The draws are seeded from
+Two formulas that are different functions differ on almost every input (the
+inputs where they agree have measure zero), so one draw of N(0, 1) numbers per
+shape family answers the question; more draws only guard against an
+accident of probability zero. The draws are seeded from
 the spec, layout and family, so answers are reproducible. Labels are soft
 probability vectors along the layout's class axis whose entries are multiples
 of 2**-20 summing to exactly 1, so preconditions like ``labels_sum_to_one``

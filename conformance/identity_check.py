@@ -223,6 +223,8 @@ def check(expr: str, *, wrt: str, of: str | None = None, layout: str = "row", sp
         diag = _diagnose_value(sp, lay, ident, cand, families, seed)
         return CheckResult(**base, verdict=WRONG_SHAPE, fixes=fixes, diagnosis=diag, notes=tuple(notes))
     n, fams, cex = _value_check(sp, lay, ident, cand, families, cases, seed, shrink)
+    if n == 0:
+        raise CheckError("no shape family of the spec can evaluate this candidate, so nothing was checked")
     if cex is None:
         return CheckResult(**base, verdict=CORRECT, cases=n, families=fams, notes=tuple(notes))
     first = [f for f in families if f.name == cex.family]
