@@ -178,3 +178,13 @@ class NormalizedLabelsAssumed(NumpyBackend):
         if isinstance(out.get("dL/dtheta.general"), np.ndarray) and "yhat" in out:
             out["dL/dtheta.general"] = (out["yhat"] - request.inputs["y"]).astype(out["yhat"].dtype)
         return out
+
+
+class AllNaN(NumpyBackend):
+    """Returns NaN for everything: consistent with itself, and garbage."""
+
+    name = "faulty-all-nan"
+
+    def evaluate(self, request: Request) -> Mapping[str, Any]:
+        out = dict(super().evaluate(request))
+        return {k: (np.full_like(v, np.nan) if isinstance(v, np.ndarray) else v) for k, v in out.items()}

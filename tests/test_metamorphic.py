@@ -57,3 +57,10 @@ def test_normalized_labels_backend_passes_the_oracle_on_normalized_labels() -> N
     with Run(SPEC, "tests.faulty_backends:NormalizedLabelsAssumed", isolate=False, examples=2) as run:
         group = run.group("column", "float64", "benign")
     assert all(r.status == "pass" for r in group.for_quantity("dL/dtheta.general"))
+
+
+def test_nan_on_both_sides_is_never_a_pass() -> None:
+    with Run(SPEC, "tests.faulty_backends:AllNaN", isolate=False) as run:
+        result = check_property(run, "duplicate", "row", "float64")
+    assert result.status == "error" and result.comparisons == 0
+    assert "not comparable" in result.message
