@@ -5,6 +5,8 @@
     gradconform rerun RESULTS.json CASE [--quantity Q]     recompute one case exactly, from a results file
     gradconform report [--out reports] [RESULTS ...]       (re)build the reports and the scoreboard from results files
     gradconform verify [--spec FILE]                       check the spec's identities against the oracle's derivatives
+    gradconform lint [SPEC ...] [-v]                       static checks of spec files (shapes, layout discrimination)
+    gradconform check 'EXPR' --wrt x --layout row          is a hand-derived gradient conformable, and correct?
 
 Every failure the user can cause (an unknown backend, a bad spec file, a
 missing results file) ends with a one-paragraph message and exit status 2,
@@ -226,6 +228,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# ---------------------------------------------------------------------------- lint, check
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from .lint import lint, spec_files
+    from .spec import spec_dir
+
+    paths: list[Path] = []
+    for given in args.spec or [str(spec_dir())]:
+        p = Path(given)
+        if p.is_dir():
+            paths.extend(spec_files(p))
+        elif p.exists():
+            paths.append(p)
+        else:
+            print(f"gradconform: no such spec file or directory: {given}", file=sys.stderr)
+            return 2
+    failed = 0
+    for p in paths:
+        report = lint(p)
+        print(report.render(verbose=args.verbose))
+        failed += not report.ok
+    return 1 if failed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .identity_check import main_check
+
+    return main_check(args)
+
+
 # ---------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
     v.add_argument("--per-regime", type=int, default=2, help="cases per regime (default 2)")
     v.set_defaults(func=cmd_verify)
+
+    li = sub.add_parser("lint", help="static checks of spec files: shapes over named dimensions, layout discrimination")
+    li.add_argument("spec", nargs="*", help="spec files or directories (default: the shipped specs)")
+    li.add_argument("-v", "--verbose", action="store_true", help="show how each confusion is told apart")
+    li.set_defaults(func=cmd_lint)
+
+    from .identity_check import add_check_arguments
+
+    ch = sub.add_parser("check", help="check a hand-derived gradient or Jacobian: shapes, value, diagnosis")
+    add_check_arguments(ch)
+    ch.set_defaults(func=cmd_check)
     return p
 
 

@@ -29,6 +29,8 @@ class ShapeError(SpecError):
                  trace: tuple[tuple[str, str], ...] = (), suggestion: str | None = None) -> None:
         self.trace = trace
         self.suggestion = suggestion
+        self.node: object = None  # the sub-expression that is not conformable (an expr.Expr), when known
+        self.fixes: tuple = ()  # shapes.Fix edits that make the whole expression conformable, best first
         if suggestion:
             message = f"{message}; did you mean {suggestion}?"
         super().__init__(message, file=file, key=key)

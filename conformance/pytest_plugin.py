@@ -6,7 +6,12 @@ Tests are generated from the spec and named like it:
 * ``test_identity[dL/dx-row-float32-large_logits]``: an identity's value,
   computed by the backend, judged against the oracle with the tolerance policy;
 * ``test_spec_identity[dL/dx-row]``: the identity itself, checked by the
-  oracle against the derivative of the forward definitions (backend-free).
+  oracle against the derivative of the forward definitions (backend-free);
+* ``test_negative_identity[dL/dx.W1_not_transposed-row]``: a known-wrong
+  formula of the spec, which must be refuted (backend-free);
+* ``test_metamorphic[shift-row-float32]``: a relation between two results of
+  the backend that holds without any reference value (conformance.metamorphic);
+* ``test_spec_lint``: the spec's static checks (conformance.lint).
 
 A test passes when every case of its group passes; a dtype or quantity the
 backend does not support is skipped as "not supported" (never a pass); any
@@ -123,6 +128,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "spec_identity_item" in metafunc.fixturenames:
         items = [(ident.id, lname) for lname, lay in spec.layouts.items() for ident in lay.identities]
         metafunc.parametrize("spec_identity_item", items, ids=[f"{i}-{l}" for i, l in items])
+    if "negative_item" in metafunc.fixturenames:
+        negs = list(range(len(spec.negative_identities)))
+        metafunc.parametrize("negative_item", negs, ids=[f"{n.id}-{n.layout}" for n in spec.negative_identities])
+    if "metamorphic_item" in metafunc.fixturenames:
+        from .metamorphic import applicable_properties
+
+        mitems = [(prop, lname, dtype) for prop, lname in applicable_properties(spec) for dtype in dtypes]
+        metafunc.parametrize("metamorphic_item", mitems, ids=["-".join(m) for m in mitems])
 
 
 @pytest.fixture(scope="session")
@@ -178,6 +191,14 @@ class Checker:
         if worst.max_ulp is not None and worst.status == FAIL:
             lines.append(f"  error {worst.max_abs_err:.3g} (relative {worst.max_rel_err:.3g}, {worst.max_ulp:.0f} ulp); "
                          f"bound {worst.worst_bound:.3g}; ratio to allowed {worst.max_ratio:.3g}")
+        if worst.diagnosis:
+            kinds: dict[str, int] = {}
+            for r in bad:
+                if r.diagnosis:
+                    kinds[r.diagnosis["class"]] = kinds.get(r.diagnosis["class"], 0) + 1
+            tally = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  diagnosis: {worst.diagnosis['class']}: {worst.diagnosis['message']}"
+                         + (f" (over the failing cases: {tally})" if len(kinds) > 1 or len(bad) > 1 else ""))
         lines.append(f"  inputs: {_inputs_text(case)}")
         minimal = self._counterexample(qid, layout, dtype, regime, worst)
         if minimal is not None:
@@ -208,7 +229,7 @@ class Checker:
         detail = worst.detail
 
         def fails(case: Case) -> bool:
-            recs, _ = self.run.evaluate_case(case, only=[qid])
+            recs, _ = self.run.evaluate_case(case, only=[qid], diagnose=False)
             return any(r.quantity == qid and r.status == FAIL and r.detail == detail for r in recs)
 
         try:
@@ -239,6 +260,37 @@ class Checker:
                 f"the spec's identity {identity} [{layout}] is {v['verdict']} on {len(bad)} of {len(verifs)} cases: "
                 f"{v['reason']}; identity {v.get('identity_value')!r} vs derivative {v.get('derivative_value')!r}\n"
                 f"  inputs: {_inputs_text(case)}", pytrace=False)
+
+
+    def check_negative(self, index: int) -> None:
+        from .negative import refute
+
+        neg = self.spec.negative_identities[index]
+        refutation = refute(self.spec, neg, seed=self.run.seed)
+        self.run.refutations.append(refutation.to_json())
+        if not refutation.refuted:
+            pytest.fail("the harness could not refute a known-wrong formula of the spec (so its checks could not "
+                        "catch this mistake either):\n" + refutation.render(), pytrace=False)
+
+    def check_metamorphic(self, item: tuple[str, str, str]) -> None:
+        from .metamorphic import PROPERTIES, check_property
+
+        prop, layout, dtype = item
+        result = check_property(self.run, prop, layout, dtype)
+        self.run.metamorphic.append(result.to_json())
+        if result.status == PASS:
+            return
+        head = f"metamorphic property {prop} [{layout}, {dtype}] ({PROPERTIES[prop]}): {result.status}"
+        if result.status == NOT_SUPPORTED:
+            pytest.skip(f"not supported: {result.message}")
+        pytest.fail(f"{head}: {result.message}", pytrace=False)
+
+    def check_lint(self) -> None:
+        from .lint import lint_spec
+
+        report = lint_spec(self.spec)
+        if not report.ok:
+            pytest.fail(report.render(), pytrace=False)
 
 
 def _finite(x: Any) -> float:

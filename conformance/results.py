@@ -58,6 +58,7 @@ class Record:
     worst_allowed: float | None = None
     uninformative: int = 0
     ulp_hist: list[int] = field(default_factory=list)
+    diagnosis: dict[str, Any] | None = None  # for a failure: its class and why (conformance.diagnose)
 
     def to_json(self) -> dict[str, Any]:
         return {k: _json_float(v) for k, v in asdict(self).items()}
@@ -72,15 +73,16 @@ def _json_float(v: Any) -> Any:
 
 def make_record(*, quantity: str, kind: str, layout: str, dtype: str, regime: str, family: str,
                 magnitude: float | None, case: str, status: str, detail: str = "", message: str = "",
-                comparison: Comparison | None = None) -> Record:
+                comparison: Comparison | None = None, diagnosis: dict[str, Any] | None = None) -> Record:
     if comparison is None:
-        return Record(quantity, kind, layout, dtype, regime, family, magnitude, case, status, detail, message)
+        return Record(quantity, kind, layout, dtype, regime, family, magnitude, case, status, detail, message,
+                      diagnosis=diagnosis)
     c = comparison
     return Record(
         quantity, kind, layout, dtype, regime, family, magnitude, case, c.status, c.detail, c.message,
         c.components, c.max_ratio, c.max_abs_err, c.max_rel_err, c.max_ulp, c.median_ulp,
         list(c.worst_index) if c.worst_index is not None else None, c.worst_got, c.worst_exact, c.worst_bound,
-        c.worst_allowed, c.uninformative, list(c.ulp_hist),
+        c.worst_allowed, c.uninformative, list(c.ulp_hist), diagnosis,
     )
 
 
@@ -200,7 +202,8 @@ def merge(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     out = json.loads(json.dumps(first))
     cases = {c["id"]: c for c in first["cases"]}
     records = {(r["quantity"], r["layout"], r["dtype"], r["case"]): r for r in first["records"]}
-    extra: dict[str, dict[Any, Any]] = {k: {} for k in ("counterexamples", "verifications", "tests")}
+    extra: dict[str, dict[Any, Any]] = {k: {} for k in ("counterexamples", "verifications", "tests", "refutations",
+                                                         "metamorphic")}
     for name in extra:
         for item in first.get(name, []):
             extra[name][json.dumps(item, sort_keys=True)] = item

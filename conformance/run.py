@@ -18,6 +18,8 @@ from .backend import Model, Quantity, Request
 from .bounds import ErrorBounds
 from .cases import DEFAULT_SEED, Case, generate_cases
 from .compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT, compare
+from .diagnose import CaseDiagnoser, refine_group
+from .formats import get_format
 from .errors import GradconformError, OracleError
 from .results import SCHEMA, Record, environment, make_record, now
 from .shapes import concrete
@@ -85,6 +87,8 @@ class Run:
         self._verifications: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.counterexamples: list[dict[str, Any]] = []
         self.tests: list[dict[str, Any]] = []
+        self.refutations: list[dict[str, Any]] = []  # negative identities (conformance.negative), backend-free
+        self.metamorphic: list[dict[str, Any]] = []  # metamorphic properties (conformance.metamorphic)
         self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ backend
@@ -117,6 +121,7 @@ class Run:
                 records, bits = self.evaluate_case(case)
                 g.records.extend(records)
                 g.precision[case.id] = bits
+            g.records = refine_group(g.records, self.spec, regime)
             g.seconds = time.perf_counter() - start
             self._groups[key] = g
         return self._groups[key]
@@ -137,8 +142,10 @@ class Run:
                                        concrete(ident.shape, sizes)))
         return Request(model, case.dtype, dict(case.inputs), tuple(quantities), self.device)
 
-    def evaluate_case(self, case: Case, *, only: Iterable[str] | None = None) -> tuple[list[Record], int]:
-        """Records for every quantity claimed on ``case`` (or only those named); also the oracle's precision."""
+    def evaluate_case(self, case: Case, *, only: Iterable[str] | None = None,
+                      diagnose: bool = True) -> tuple[list[Record], int]:
+        """Records for every quantity claimed on ``case`` (or only those named); also the oracle's precision.
+        ``diagnose``: classify failures (conformance.diagnose); off where only the verdict matters (shrinking)."""
         lay = self.spec.layouts[case.layout]
         wanted = set(only) if only is not None else None
         sized = [i for i in lay.identities if all(case.sizes.get(d) == v for d, v in i.when.items())]
@@ -168,13 +175,14 @@ class Run:
             return everything(status, detail, reply.message, idents), ev.precision
         bounds = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, self.spec.tolerance)
         kappa = self.spec.tolerance.safety_factor
+        diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype)
         records: list[Record] = []
         items: list[tuple[str, str, Any, tuple[int, int], Any]] = []
         for d in lay.forward:
             items.append((d.name, "value", d.expr, concrete(d.shape, case.sizes), None))
         for i in idents:
             items.append((i.id, i.kind, i.expr, concrete(i.shape, case.sizes), i))
-        for qid, kind, expr, shape, _ in items:
+        for qid, kind, expr, shape, ident in items:
             if wanted is not None and qid not in wanted:
                 continue
             got = reply.values.get(qid)
@@ -195,7 +203,12 @@ class Run:
                 records.append(make_record(quantity=qid, kind=kind, status=ERROR, detail="unreadable",
                                            message=f"{type(exc).__name__}: {exc}", **ctx))
                 continue
-            records.append(make_record(quantity=qid, kind=kind, status=cmp.status, comparison=cmp, **ctx))
+            diagnosis = None
+            if diagnose and cmp.status == FAIL and cmp.detail in ("out_of_bound", "nonfinite", "wrong_shape"):
+                diagnosis = _diagnose(diagnoser, qid, expr, got, ev.values[qid].hi,
+                                      kappa * bound + get_format(case.dtype).eta, ident)
+            records.append(make_record(quantity=qid, kind=kind, status=cmp.status, comparison=cmp, diagnosis=diagnosis,
+                                       **ctx))
         return records, ev.precision
 
     # ------------------------------------------------------------------ spec self-check
@@ -267,4 +280,15 @@ class Run:
             "verifications": verifs,
             "counterexamples": list(self.counterexamples),
             "tests": list(self.tests),
+            "refutations": list(self.refutations),
+            "metamorphic": list(self.metamorphic),
         }
+
+
+def _diagnose(diagnoser: CaseDiagnoser, qid: str, expr: Any, got: Any, exact: Any, allowed: Any,
+              identity: Identity | None) -> dict[str, Any]:
+    """The diagnosis of one failing result; a diagnosis that fails itself never takes the verdict down."""
+    try:
+        return diagnoser.diagnose(qid, expr, got, exact, allowed, identity=identity).to_json()
+    except Exception as exc:  # pragma: no cover - defensive: the verdict stands without a diagnosis
+        return {"class": "unexplained", "message": f"the diagnosis itself failed: {type(exc).__name__}: {exc}"}

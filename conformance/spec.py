@@ -23,7 +23,7 @@ import yaml
 from .errors import ShapeError, SpecError
 from .expr import Expr, free_names, to_text
 from .parse import parse_expr
-from .shapes import Shape, format_shape, infer_shape, substitute, vector_length
+from .shapes import Shape, format_shape, infer_shape, substitute, suggest_fixes, vector_length
 
 __all__ = [
     "Spec",
@@ -92,6 +92,7 @@ class Identity:
     requires: tuple[str, ...] = ()
     when: Mapping[str, int] = field(default_factory=dict)
     description: str = ""
+    symmetric: bool = False  # declared: the value equals its transpose, so no test can tell the two apart
 
     @property
     def quantity(self) -> tuple[str, str, str, str | None]:
@@ -191,6 +192,7 @@ class NegativeIdentity:
     mistake: str
     regime: str | None = None
     ignore_requires: bool = False
+    families: tuple[str, ...] = ()  # where it must be refuted (default: every family of its regime)
 
 
 @dataclass(frozen=True)
@@ -292,7 +294,8 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
     layouts = {lname: _build_layout(lname, ldata, dims, inputs, file) for lname, ldata in data["layouts"].items()}
     tolerance = _build_tolerance(data["tolerance"], file)
     regimes = {rname: _build_regime(rname, r, inputs, families, layouts, file) for rname, r in data["regimes"].items()}
-    negatives = tuple(_build_negative(i, n, layouts, file) for i, n in enumerate(data.get("negative_identities", [])))
+    negatives = tuple(_build_negative(i, n, layouts, regimes, families, file)
+                      for i, n in enumerate(data.get("negative_identities", [])))
     return Spec(
         path=file, sha256=sha, name=data["name"], title=data["title"], description=data.get("description", ""),
         dimensions=dims, families=families, inputs=inputs, layouts=layouts, tolerance=tolerance,
@@ -381,8 +384,9 @@ def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape
     except ShapeError:
         raise
     if inferred != declared:
+        fixes = suggest_fixes(expr, pinned, expected=declared)
         raise ShapeError(f"the expression has shape {format_shape(inferred)}, the declared shape is {format_shape(declared)}",
-                         file=file, key=f"{key}.expr")
+                         file=file, key=f"{key}.expr", suggestion=to_text(fixes[0].by) if fixes else None)
     if kind == "gradient":
         if pinned[of] != (1, 1):
             raise SpecError(f"gradient of {of!r}, which is not a scalar ({format_shape(pinned[of])}); use a jacobian",
@@ -408,6 +412,7 @@ def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape
     return Identity(
         id=data["id"], layout=layout, kind=kind, of=of, wrt=wrt, convention=convention, expr=expr, text=data["expr"],
         shape=declared, requires=requires, when=when, description=data.get("description", ""),
+        symmetric=bool(data.get("symmetric", False)),
     )
 
 
@@ -482,21 +487,29 @@ def _build_regime(name: str, data: dict[str, Any], inputs: Mapping[str, Any], fa
     )
 
 
-def _build_negative(i: int, data: dict[str, Any], layouts: Mapping[str, Layout], file: str) -> NegativeIdentity:
+def _build_negative(i: int, data: dict[str, Any], layouts: Mapping[str, Layout], regimes: Mapping[str, Regime],
+                    families: Mapping[str, ShapeFamily], file: str) -> NegativeIdentity:
     key = f"negative_identities[{i}]"
     lname = data["layout"]
     if lname not in layouts:
         raise SpecError(f"unknown layout {lname!r}", file=file, key=f"{key}.layout")
     layout = layouts[lname]
     try:
-        claimed = layout.identity(data["claims"])
+        layout.identity(data["claims"])
     except KeyError:
         raise SpecError(f"claims unknown identity {data['claims']!r} of layout {lname!r}", file=file, key=f"{key}.claims") from None
+    regime = data.get("regime")
+    if regime is not None and regime not in regimes:
+        raise SpecError(f"unknown regime {regime!r}; declared: {', '.join(regimes)}", file=file, key=f"{key}.regime")
+    fams = tuple(data.get("families") or ())
+    for f in fams:
+        if f not in families:
+            raise SpecError(f"unknown shape family {f!r}; declared: {', '.join(families)}", file=file, key=f"{key}.families")
+    # shapes of negative identities may be wrong on purpose: `gradconform lint` reports them per family
     expr = parse_expr(data["expr"], names=layout.value_shapes, file=file, key=f"{key}.expr")
-    del claimed  # shapes of negative identities may be wrong on purpose; lint reports them
     return NegativeIdentity(
         id=data["id"], layout=lname, claims=data["claims"], expr=expr, text=data["expr"], mistake=data["mistake"],
-        regime=data.get("regime"), ignore_requires=bool(data.get("ignore_requires", False)),
+        regime=regime, ignore_requires=bool(data.get("ignore_requires", False)), families=fams,
     )
 
 

@@ -14,3 +14,18 @@ def test_identity(gradconform, identity_item):
 def test_spec_identity(gradconform, spec_identity_item):
     """The spec's identity equals the derivative of its forward definitions (checked by the oracle alone)."""
     gradconform.check_spec_identity(spec_identity_item)
+
+
+def test_negative_identity(gradconform, negative_item):
+    """A known-wrong formula of the spec is refuted: by shape, or by a certified counterexample (backend-free)."""
+    gradconform.check_negative(negative_item)
+
+
+def test_metamorphic(gradconform, metamorphic_item):
+    """A relation between two results of the backend that every correct backend satisfies (no oracle value)."""
+    gradconform.check_metamorphic(metamorphic_item)
+
+
+def test_spec_lint(gradconform):
+    """The spec's static checks: shapes over named dimensions, and test shapes that can tell its confusions apart."""
+    gradconform.check_lint()

@@ -1,0 +1,84 @@
+"""Negative identities: the seed's known-wrong formulas are refuted, and a 'negative' identity that is in fact
+right is reported as not refuted (so the suite fails)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.negative import default_regime, families_for, refute
+from conformance.spec import load_spec
+
+from .helpers import spec_copy
+
+SPEC = load_spec()
+
+
+def _neg(spec, nid: str, layout: str):
+    return next(n for n in spec.negative_identities if n.id == nid and n.layout == layout)
+
+
+def test_seed_spec_lists_the_classic_mistakes() -> None:
+    ids = {n.id for n in SPEC.negative_identities}
+    assert {"dL/dx.W1_not_transposed", "dyhat/dtheta.diagonal_only", "dL/dx.sigmoid_prime_after_product",
+            "dL/dtheta.unnormalized_labels", "dL/db1.mean_over_batch"} <= ids
+
+
+def test_W1_for_W1T_is_refuted_by_shape_and_in_the_square_family_by_value() -> None:
+    r = refute(SPEC, _neg(SPEC, "dL/dx.W1_not_transposed", "row"))
+    assert r.refuted
+    verdicts = {o.family: o.verdict for o in r.outcomes}
+    assert verdicts == {"seed": "refuted_by_shape", "batch": "refuted_by_shape", "distinct": "refuted_by_shape",
+                        "square": "refuted_by_value"}
+    square = next(o for o in r.outcomes if o.family == "square")
+    assert square.case is not None and square.component is not None
+    assert square.claimed_value != square.derivative_value
+    # shrunk: most inputs are exactly zero
+    flat = [float(v) for a in square.case.inputs.values() for v in a.reshape(-1)]
+    assert sum(v == 0 for v in flat) >= len(flat) // 2
+
+
+def test_unnormalized_labels_mistake_uses_its_regime() -> None:
+    neg = _neg(SPEC, "dL/dtheta.unnormalized_labels", "row")
+    assert default_regime(SPEC, neg) == "unnormalized_labels"
+    r = refute(SPEC, neg, shrink=False)
+    assert r.refuted and all(o.verdict == "refuted_by_value" for o in r.outcomes)
+
+
+def test_mean_bias_is_only_claimed_wrong_in_batch_families() -> None:
+    neg = _neg(SPEC, "dL/db1.mean_over_batch", "row")
+    assert [f.name for f in families_for(SPEC, neg)] == ["batch", "distinct"]
+
+
+def test_a_negative_identity_that_is_right_is_not_refuted(tmp_path: Path) -> None:
+    right = '''  - id: dL/db1.mean_for_one_sample
+    layout: row
+    claims: dL/db1
+    expr: "mean(((yhat - y) @ W2.T) * (h - h*h), axis=0)"
+    families: [seed, square]
+    mistake: "none, in fact: for a batch of one, the mean is the sum"
+'''
+    path = spec_copy(tmp_path, ("negative_identities:\n", "negative_identities:\n" + right))
+    spec = load_spec(path)
+    neg = _neg(spec, "dL/db1.mean_for_one_sample", "row")
+    r = refute(spec, neg, shrink=False)
+    assert not r.refuted
+    assert {o.verdict for o in r.outcomes} == {"not_refuted"}
+    assert all(o.cases_tried > 0 for o in r.outcomes)
+    assert "not refuted" in r.render()
+
+    # and the conformance suite fails on it, naming the formula
+    out = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--spec", str(path), "-q", "-p",
+                          "no:cacheprovider", "-k", "test_negative_identity and mean_for_one_sample"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "could not refute a known-wrong formula" in out.stdout
+
+
+@pytest.mark.parametrize("nid,layout", [("dyhat/dtheta.diagonal_only", "column"),
+                                        ("dL/dx.sigmoid_prime_after_product", "row")])
+def test_other_mistakes_are_refuted(nid: str, layout: str) -> None:
+    assert refute(SPEC, _neg(SPEC, nid, layout), shrink=False).refuted
