@@ -300,6 +300,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if run is None or hasattr(config, "workerinput"):
         return
     tr = terminalreporter
+    started = getattr(run, "_info", None)  # None: no test needed the backend
+    if started is not None and not started.available:
+        tr.section("gradconform")
+        tr.write_line(f"backend {run.ref.name!r} is unavailable: {started.reason}")
+        tr.write_line("its tests were skipped as 'not supported' (never counted as passes)")
     if run.groups:
         tr.section("gradconform")
         info = run.info
