@@ -310,7 +310,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         info = run.info
         versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
         tr.write_line(f"backend {info.name} ({info.description or run.ref.target}){'; ' + versions if versions else ''}")
-        tr.write_line(f"spec {run.spec.name} sha256 {run.spec.sha256[:12]}; seed {run.seed}")
+        tr.write_line(f"spec {run.spec.name} sha256 {run.spec.sha256[:12]}; seed {run.seed}; device {run.device}")
         table: dict[tuple[str, str], dict[str, int]] = {}
         for (layout, dtype, _), g in run.groups.items():
             counts = table.setdefault((layout, dtype), {})
