@@ -50,6 +50,7 @@ from .expr import (  # re-exported: the tree is part of the contract
     fuse_log_softmax,
     inline,
     interpret,
+    map_tree,
     to_text,
 )
 
@@ -62,7 +63,7 @@ __all__ = [
     "DTYPES",
     "numpy_dtype",
     "Expr", "Name", "Const", "Neg", "BinOp", "Pow", "Transpose", "Call", "FUNCTIONS", "AXIS_FUNCTIONS",
-    "Ops", "UnsupportedPrimitive", "interpret", "inline", "fuse_log_softmax", "to_text",
+    "Ops", "UnsupportedPrimitive", "interpret", "inline", "fuse_log_softmax", "map_tree", "to_text",
 ]
 
 #: The dtypes a request can name.

@@ -165,6 +165,8 @@ class NumpyBackend(Backend):
                     out[q.id] = NotSupported(f"primitive {exc}")
                 except NotSupported as exc:
                     out[q.id] = exc
+                except Exception as exc:  # one quantity's failure (a shape error...) is that quantity's error
+                    out[q.id] = exc
         return out
 
 
