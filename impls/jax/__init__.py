@@ -17,8 +17,12 @@ from jax's autodiff, never from the spec's closed forms:
 
 Everything a request asks for is one function, compiled with ``jax.jit``
 once per (model, quantities) and by jax once per shape and dtype, which is
-how jax code is run in practice (and, measured on these shapes, about 10
-times faster than eager dispatch once the few compilations are paid).
+how jax code is run in practice. Measured (benchmarks/backend_speed.py, 2
+shared CPU cores): a compilation costs about 0.5 s, a jitted request about
+1.4 ms, an eager one about 110 ms; the whole seed suite takes about 95 s
+jitted, against an estimated half hour eager. The key is exactly the
+request's set of quantities (ids naming the same derivative share it), so a
+case's results never depend on what else was asked before it.
 
 Two variants, because users have two choices for the loss:
 
@@ -156,7 +160,7 @@ class JaxBackend(Backend):
 
     name = "jax"
     description = ("jax autodiff (jax.grad, jax.jacrev; jitted) over the forward definitions; "
-                   "loss as written, log(softmax(theta))")
+                   "the loss exactly as written (log(softmax(theta)) stays composed)")
     fused = False
     #: compile each (model, quantities) program with jax.jit (see the module docstring for the measurement)
     jit = True

@@ -163,13 +163,14 @@ class TorchBackend(Backend):
     """torch autograd over the forward definitions; the loss as written."""
 
     name = "torch"
-    description = "torch autograd over the forward definitions; loss as written, log(softmax(theta))"
+    description = ("torch autograd over the forward definitions; the loss exactly as written "
+                   "(log(softmax(theta)) stays composed)")
     fused = False
 
     def __init__(self) -> None:
         if torch is not None:
-            # These shapes are tiny: one thread avoids the pool's overhead (and the
-            # two cores CI has are shared with the oracle).
+            # These shapes are tiny: with one thread a request takes 1.9 ms, with the
+            # default pool 12 ms (benchmarks/backend_speed.md, 2 shared CPU cores).
             torch.set_num_threads(1)
 
     def unavailable_reason(self) -> str | None:
