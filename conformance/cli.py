@@ -50,15 +50,22 @@ def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
+    from .backend import DTYPES
     from .registry import discover
 
+    found = [(ref, _probe(ref.name)) for ref in discover()]
     rows = []
-    for ref in discover():
-        info = _probe(ref.name)
+    for ref, info in found:
         versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
+        dtypes = ",".join(d for d in DTYPES if d in info.dtypes) if info.available else "-"
+        devices = ",".join(info.devices) if info.available else "-"
         rows.append([ref.name, ref.source, "yes" if info.available else "no",
-                     versions if info.available else info.reason, ",".join(info.dtypes)])
-    _print_table(rows, ["backend", "source", "available", "versions / reason", "dtypes"])
+                     versions if info.available else info.reason, dtypes, devices])
+    _print_table(rows, ["backend", "source", "available", "versions / reason", "dtypes", "devices"])
+    if args.verbose:
+        print()
+        for ref, info in found:
+            print(f"{ref.name} ({ref.target}): {info.description or 'no description'}")
     return 0
 
 
@@ -274,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("backends", help="list the backends found, with versions or why they are unavailable")
+    b.add_argument("-v", "--verbose", action="store_true", help="also say what each backend computes, and how")
     b.set_defaults(func=cmd_backends)
 
     rr = sub.add_parser("rerun", help="recompute one case of a results file, exactly")

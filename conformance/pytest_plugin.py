@@ -352,12 +352,17 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if run is None or hasattr(config, "workerinput"):
         return
     tr = terminalreporter
+    started = getattr(run, "_info", None)  # None: no test needed the backend
+    if started is not None and not started.available:
+        tr.section("gradconform")
+        tr.write_line(f"backend {run.ref.name!r} is unavailable: {started.reason}")
+        tr.write_line("its tests were skipped as 'not supported' (never counted as passes)")
     if run.groups:
         tr.section("gradconform")
         info = run.info
         versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
         tr.write_line(f"backend {info.name} ({info.description or run.ref.target}){'; ' + versions if versions else ''}")
-        tr.write_line(f"spec {run.spec.name} sha256 {run.spec.sha256[:12]}; seed {run.seed}")
+        tr.write_line(f"spec {run.spec.name} sha256 {run.spec.sha256[:12]}; seed {run.seed}; device {run.device}")
         table: dict[tuple[str, str], dict[str, int]] = {}
         for (layout, dtype, _), g in run.groups.items():
             counts = table.setdefault((layout, dtype), {})

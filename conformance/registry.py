@@ -9,6 +9,7 @@ import cannot take the harness down.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
 from dataclasses import dataclass
@@ -65,6 +66,10 @@ def find(name: str) -> BackendRef:
         if ref.name == name:
             return ref
     if _TARGET.match(name):
+        top = name.partition(":")[0].split(".")[0]
+        if importlib.util.find_spec(top) is None:  # locates, imports nothing
+            raise BackendNotFound(f"backend {name!r}: no module {top!r} can be found (sys.path: the current "
+                                  "directory, installed packages); check the spelling, or install the package")
         return BackendRef(name.split(":")[1], name, "module:attr")
     known = ", ".join(r.name for r in discover())
     raise BackendNotFound(
@@ -81,8 +86,13 @@ def load(ref: BackendRef) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         missing = getattr(exc, "name", None)
-        why = f"{missing} is not installed" if missing else str(exc)
-        raise BackendLoadError(f"backend {ref.name!r} cannot be imported: {why} ({exc})") from exc
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            why = f"module {missing!r} not found (is the package installed, and the name right?)"
+        elif missing:
+            why = f"{missing} is not installed (needed by {module_name})"
+        else:
+            why = str(exc)
+        raise BackendLoadError(f"backend {ref.name!r} cannot be imported: {why}") from exc
     obj: Any = module
     for part in attr.split("."):
         try:

@@ -1,0 +1,152 @@
+"""Finding backends: built-in names, the entry-point group, ``module:attr``, and clear messages otherwise.
+
+The worked example of docs/backends.md (tests/example_backend, distribution
+``gradconform-example-backend``) must be installed in the test environment:
+``pip install -e tests/example_backend``. It is found through its entry point
+and run by the suite like any backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import registry
+from conformance.errors import BackendNotFound
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFORMANCE = str(ROOT / "conformance")
+INSTALL_EXAMPLE = "pip install -e tests/example_backend"
+
+
+def _example_ref() -> registry.BackendRef:
+    try:
+        return registry.find("example")
+    except BackendNotFound:
+        pytest.fail(f"the example backend is not installed in this environment: run `{INSTALL_EXAMPLE}`")
+
+
+def _conformance(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(CONFORMANCE, "-p", "no:cacheprovider", "-rA", "--counterexamples", "0",
+                                         *args)
+
+
+def _hide(tmp_path: Path, *modules: str) -> dict[str, str]:
+    """An environment in which ``import <module>`` fails as it does where the library is not installed."""
+    for name in modules:
+        pkg = tmp_path / "hidden" / name
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{name}'\", name='{name}')\n")
+    env = dict(os.environ)
+    paths = [str(tmp_path / "hidden"), str(ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+# ---------------------------------------------------------------------------- resolution
+
+def test_builtin_backends_are_found_by_name():
+    for name, target in [("numpy", "impls.numpy:NumpyBackend"), ("torch", "impls.torch:TorchBackend"),
+                         ("torch-fused", "impls.torch:TorchFusedBackend"), ("jax", "impls.jax:JaxBackend"),
+                         ("jax-fused", "impls.jax:JaxFusedBackend")]:
+        ref = registry.find(name)
+        assert (ref.target, ref.source) == (target, "built-in")
+
+
+def test_the_example_backend_is_found_through_its_entry_point():
+    ref = _example_ref()
+    assert ref.target == "gradconform_example_backend:HandWrittenBackprop"
+    assert ref.source == "entry point (gradconform-example-backend)"
+
+
+def test_an_entry_point_cannot_shadow_a_builtin(monkeypatch):
+    from importlib import metadata
+
+    fake = metadata.EntryPoint("numpy", "somewhere.else:Impostor", registry.ENTRY_POINT_GROUP)
+    real = metadata.entry_points
+
+    def entry_points(**kw):
+        found = list(real(**kw))
+        return found + [fake] if kw.get("group") == registry.ENTRY_POINT_GROUP else found
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+    assert registry.find("numpy").target == "impls.numpy:NumpyBackend"
+
+
+def test_module_attr_resolves_without_importing_the_module():
+    ref = registry.find("tests.isolation_backends:Raises")
+    assert (ref.name, ref.source) == ("Raises", "module:attr")
+
+
+def test_unknown_names_say_what_is_known():
+    with pytest.raises(BackendNotFound, match=r"unknown backend 'doesnotexist'\. Known backends: numpy, .*torch"):
+        registry.find("doesnotexist")
+    with pytest.raises(BackendNotFound, match=r"no module 'nosuch_pkg_xyz' can be found"):
+        registry.find("nosuch_pkg_xyz.mod:Backend")
+
+
+# ---------------------------------------------------------------------------- pytest sessions
+
+def test_the_example_backend_runs_in_the_suite_through_its_entry_point(pytester):
+    _example_ref()
+    out = pytester.path / "results.json"
+    result = _conformance(pytester, "--backend", "example", "--examples", "1", "-k", "dL/dx-row and benign",
+                          "--results", str(out))
+    # float64 and float32 are computed and pass; float16 and bfloat16 are declined, so skipped as not supported
+    result.assert_outcomes(passed=2, skipped=2)
+    result.stdout.fnmatch_lines(["*backend example (worked example: a hand-written numpy backward pass*",
+                                 "*not supported: backend 'example' does not support float16*"])
+    doc = json.loads(out.read_text())
+    assert doc["backend"]["source"] == "entry point (gradconform-example-backend)"
+
+
+def test_module_attr_runs_in_the_suite(pytester):
+    _example_ref()
+    out = pytester.path / "results.json"
+    result = _conformance(pytester, "--backend", "gradconform_example_backend:HandWrittenBackprop", "--examples", "1",
+                          "-k", "test_forward and yhat-column and float32", "--results", str(out))
+    result.assert_outcomes(passed=8)  # one per regime
+    doc = json.loads(out.read_text())
+    assert (doc["backend"]["source"], doc["backend"]["name"]) == ("module:attr", "example")
+
+
+def test_an_unknown_backend_is_a_usage_error_with_the_known_names(pytester):
+    result = _conformance(pytester, "--backend", "doesnotexist")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*gradconform: unknown backend 'doesnotexist'. Known backends: numpy,*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_an_unavailable_library_skips_the_backend_with_its_reason(pytester, tmp_path):
+    env = _hide(tmp_path, "torch")
+    proc = subprocess.run([sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:cacheprovider", "-rs",
+                           "--backend", "torch", "-k", "dL/dx-row and benign"],
+                          cwd=pytester.path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # skipped, never an error
+    assert "4 skipped" in proc.stdout
+    assert "backend 'torch' is unavailable: torch is not installed (pip install 'gradconform[torch]')" in proc.stdout
+    assert "never counted as passes" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_gradconform_backends_lists_versions_and_reasons(tmp_path):
+    env = _hide(tmp_path, "torch", "jax")
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "backends"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}
+    assert set(rows) >= {"numpy", "numpy-composed", "torch", "torch-fused", "jax", "jax-fused"}
+    assert " yes " in rows["numpy"] and "numpy 2." in rows["numpy"] and "float64,float32,float16,bfloat16" in rows["numpy"]
+    for name in ("torch", "torch-fused"):
+        assert " no " in rows[name] and "torch is not installed (pip install 'gradconform[torch]')" in rows[name]
+    for name in ("jax", "jax-fused"):
+        assert " no " in rows[name] and "jax is not installed (pip install 'gradconform[jax]')" in rows[name]
+    if "example" in rows:
+        assert "entry point (gradconform-example-backend)" in rows["example"]
