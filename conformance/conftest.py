@@ -2,6 +2,7 @@
 
 from conformance.pytest_plugin import (  # noqa: F401  (pytest finds hooks and fixtures by name)
     gradconform,
+    pytest_collection_modifyitems,
     pytest_addoption,
     pytest_configure,
     pytest_generate_tests,

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import __version__, oracle
 from .backend import Model, Quantity, Request
+from .case_cache import CaseCache
+from .engine import get_engine
+from .oracle_cache import OracleCache
 from .bounds import ErrorBounds
 from .cases import DEFAULT_SEED, Case, generate_cases
 from .compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT, compare
@@ -71,8 +75,13 @@ class Run:
     """A run of the suite for one backend. Use as a context manager (it owns a worker process)."""
 
     def __init__(self, spec: Spec, backend: str, *, seed: int = DEFAULT_SEED, examples: int | None = None,
-                 timeout: float = 60.0, isolate: bool = True, device: str = "cpu") -> None:
+                 timeout: float = 60.0, isolate: bool = True, device: str = "cpu", oracle: str | None = None,
+                 cache_dir: str | Path | None = None) -> None:
         self.spec = spec
+        self.engine = get_engine(oracle)  # EngineUnavailable for an unknown or missing engine: a usage error
+        self.oracle_cache = OracleCache(cache_dir) if cache_dir is not None else None
+        self.shard: str | None = None  # "i/N" when this run is one shard of a suite
+        self.case_cache = CaseCache(cache_dir) if cache_dir is not None else None
         self.ref = registry.find(backend)  # BackendNotFound for an unknown name: a usage error
         self.seed = seed
         self.examples = examples
@@ -83,6 +92,7 @@ class Run:
         self._info: BackendInfo | None = None
         self._groups: dict[tuple[str, str, str], Group] = {}
         self._verifications: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._cases: dict[tuple[Any, ...], list[Case]] = {}
         self.counterexamples: list[dict[str, Any]] = []
         self.tests: list[dict[str, Any]] = []
         self.started = time.perf_counter()
@@ -112,7 +122,7 @@ class Run:
         if key not in self._groups:
             start = time.perf_counter()
             g = Group(layout, dtype, regime)
-            g.cases = generate_cases(self.spec, layout, dtype, regime, seed=self.seed, examples=self.examples)
+            g.cases = self.cases(layout, dtype, regime)
             for case in g.cases:
                 records, bits = self.evaluate_case(case)
                 g.records.extend(records)
@@ -120,6 +130,21 @@ class Run:
             g.seconds = time.perf_counter() - start
             self._groups[key] = g
         return self._groups[key]
+
+    def cases(self, layout: str, dtype: str, regime: str, *, examples: int | None | str = "run") -> list[Case]:
+        """The cases of (layout, dtype, regime) with this run's seed (``examples``: the run's setting unless
+        given): generated once per process, and kept in the case cache when there is one."""
+        n = self.examples if examples == "run" else examples
+        key = (self.spec.sha256, layout, dtype, regime, self.seed, n)
+        if key in self._cases:
+            return self._cases[key]
+        hit = self.case_cache.get(*key) if self.case_cache is not None else None
+        if hit is None:
+            hit = generate_cases(self.spec, layout, dtype, regime, seed=self.seed, examples=n)  # type: ignore[arg-type]
+            if self.case_cache is not None:
+                self.case_cache.put(*key, hit)  # type: ignore[arg-type]
+        self._cases[key] = hit
+        return hit
 
     @property
     def groups(self) -> Mapping[tuple[str, str, str], Group]:
@@ -154,7 +179,7 @@ class Run:
             return out
 
         try:
-            ev = oracle.evaluate(lay, case.inputs, sized)
+            ev = oracle.evaluate(lay, case.inputs, sized, engine=self.engine, cache=self.oracle_cache)
         except (OracleError, ArithmeticError) as exc:
             return everything(ERROR, "oracle", f"the oracle failed on this case: {exc}", sized), 0
         idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
@@ -210,7 +235,7 @@ class Run:
             for regime in self.spec.regimes:
                 if not identity_applies_to_regime(self.spec, ident, regime):
                     continue
-                cases = generate_cases(self.spec, layout, "float64", regime, seed=self.seed, examples=1)
+                cases = self.cases(layout, "float64", regime, examples=1)
                 checked = 0
                 for case in cases:
                     if checked >= per_regime:
@@ -233,6 +258,18 @@ class Run:
         return self._verifications[key]
 
     # ------------------------------------------------------------------ results
+    def oracle_section(self) -> dict[str, Any]:
+        """The results file's ``oracle``: the engine and its version, the precision settings, the cache."""
+        out: dict[str, Any] = dict(self.engine.describe())
+        out.update(start_bits=oracle.START_BITS, max_bits=oracle.MAX_BITS, target_bits=oracle.TARGET_BITS,
+                   tie_bits=oracle.TIE_BITS)
+        if self.oracle_cache is not None and self.case_cache is not None:
+            out["cache"] = {"path": str(self.oracle_cache.root), "oracle": self.oracle_cache.stats,
+                            "cases": self.case_cache.stats}
+        else:
+            out["cache"] = None
+        return out
+
     def document(self) -> dict[str, Any]:
         info = self.info
         cases: list[dict[str, Any]] = []
@@ -256,9 +293,8 @@ class Run:
                         "available": info.available, "reason": info.reason, "versions": dict(info.versions),
                         "dtypes": list(info.dtypes), "device": self.device},
             "environment": environment(),
-            "oracle": {"engine": "mpmath-interval", "start_bits": oracle.START_BITS, "max_bits": oracle.MAX_BITS,
-                       "target_bits": oracle.TARGET_BITS},
-            "settings": {"seed": self.seed, "examples": self.examples, "timeout": self.timeout,
+            "oracle": self.oracle_section(),
+            "settings": {"seed": self.seed, "examples": self.examples, "timeout": self.timeout, "shard": self.shard,
                          "isolate": self.isolate, "safety_factor": self.spec.tolerance.safety_factor,
                          "dtypes": [d for d in DTYPES if d in self.spec.tolerance.accumulate],
                          "layouts": list(self.spec.layouts), "regimes": list(self.spec.regimes)},
