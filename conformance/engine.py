@@ -73,6 +73,10 @@ class Engine(ABC):
     def from_floats(self, arr: np.ndarray) -> Any:
         """Exact enclosures (points) of a float array of any binary format."""
 
+    def start(self, inputs: Mapping[str, np.ndarray]) -> "tuple[Ops[Any], dict[str, Any]]":
+        """A fresh algebra and the inputs as its values (call inside :meth:`precision`)."""
+        return self.ops(), {k: self.from_floats(v) for k, v in inputs.items()}
+
     @abstractmethod
     def certify_array(self, value: Any, *, waive_ties: bool, bits: int) -> "Exact | None":
         """The certified (hi, lo) of every component, or None if one is not certified at this precision."""
@@ -91,8 +95,9 @@ class Engine(ABC):
             out[key] = e
         return out
 
-    def approx_all(self, values: Mapping[Any, Any]) -> dict[Any, np.ndarray]:
-        """:meth:`approx` of every value, keys and order kept (an engine may do them in one batch)."""
+    def approx_all(self, values: Mapping[Any, Any], ops: "Ops[Any] | None" = None) -> dict[Any, np.ndarray]:
+        """:meth:`approx` of every value, keys and order kept (an engine may do them in one batch, and use
+        what its algebra ``ops`` knows about them)."""
         return {k: self.approx(v) for k, v in values.items()}
 
 

@@ -39,7 +39,6 @@ from .mparith import DomainError
 __all__ = ["FlintEngine", "ArbOps", "to_arb", "arb_certify", "arb_approx"]
 
 _ctx = flint.ctx
-_float = np.frompyfunc(float, 1, 1)
 _to_arb = np.frompyfunc(arb, 1, 1)
 _make_mpf = mpmath.mp.make_mpf
 _FAST_MIN = 2.0 ** -960  # below this magnitude, the exact rule decides (underflow, TINY)
@@ -90,6 +89,7 @@ def _relu(x: arb) -> arb:
 
 
 _STEP_BOTH = arb(0.5, 0.5)
+_ZERO = arb(0)
 
 
 def _step(x: arb) -> arb:
@@ -133,14 +133,55 @@ def _shift(x: np.ndarray, axis: int | None) -> np.ndarray:
 
 
 class ArbOps(Ops[np.ndarray]):
-    """Ball arithmetic on object arrays at ``flint.ctx.prec`` bits."""
+    """Ball arithmetic on object arrays at ``flint.ctx.prec`` bits.
 
+    One instance serves one evaluation and remembers, per array object, its
+    ``arb_mat`` form (so a weight matrix is converted once, and transposed in
+    C) and, for arrays that are exact copies of float inputs (and their
+    transposes and negations), those floats (so their approximations cost
+    nothing).
+    """
+
+    def __init__(self) -> None:
+        self._mats: dict[int, tuple[np.ndarray, arb_mat]] = {}
+        self._floats: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._diags: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ memo
+    def leaf(self, arr: np.ndarray) -> np.ndarray:
+        """The point balls of a float array, remembered as exact."""
+        floats = np.asarray(arr).astype(np.float64)
+        out = to_arb(floats)
+        self._floats[id(out)] = (out, floats)
+        return out
+
+    def floats_of(self, x: np.ndarray) -> np.ndarray | None:
+        hit = self._floats.get(id(x))
+        return hit[1] if hit is not None and hit[0] is x else None
+
+    def _mat(self, x: np.ndarray) -> arb_mat:
+        hit = self._mats.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        m = _to_mat(x)
+        self._mats[id(x)] = (x, m)
+        return m
+
+    def _keep_mat(self, x: np.ndarray, m: arb_mat) -> np.ndarray:
+        self._mats[id(x)] = (x, m)
+        return x
+
+    # ------------------------------------------------------------------ algebra
     def const(self, value: Fraction) -> np.ndarray:
         v = arb(value.numerator) / value.denominator if value.denominator != 1 else arb(value.numerator)
         return _array([v], (1, 1))
 
     def neg(self, x: np.ndarray) -> np.ndarray:
-        return -x
+        out = -x
+        f = self.floats_of(x)
+        if f is not None:
+            self._floats[id(out)] = (out, -f)
+        return out
 
     def add(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return x + y
@@ -159,7 +200,8 @@ class ArbOps(Ops[np.ndarray]):
     def matmul(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if x.shape[1] != y.shape[0]:
             raise ValueError(f"matmul: shapes {x.shape} and {y.shape} are not conformable")
-        return _from_mat(_to_mat(x) * _to_mat(y))
+        m = self._mat(x) * self._mat(y)
+        return self._keep_mat(_from_mat(m), m)
 
     def pow(self, x: np.ndarray, n: int) -> np.ndarray:
         if n == 0:
@@ -167,7 +209,14 @@ class ArbOps(Ops[np.ndarray]):
         return x ** n
 
     def transpose(self, x: np.ndarray) -> np.ndarray:
-        return x.T
+        out = x.T
+        hit = self._mats.get(id(x))
+        if hit is not None and hit[0] is x:
+            self._keep_mat(out, hit[1].transpose())
+        f = self.floats_of(x)
+        if f is not None:
+            self._floats[id(out)] = (out, f.T)
+        return out
 
     def fn_exp(self, x: np.ndarray) -> np.ndarray:
         return _exp(x)
@@ -207,9 +256,18 @@ class ArbOps(Ops[np.ndarray]):
 
     def fn_Diag(self, x: np.ndarray) -> np.ndarray:
         v = x.reshape(-1)
-        out = _array([arb(0)] * (v.size * v.size), (v.size, v.size))
-        out[np.arange(v.size), np.arange(v.size)] = v
-        return out
+        k = v.size
+        out = np.full((k, k), _ZERO, dtype=object)  # one shared exact zero (balls are immutable)
+        out[np.arange(k), np.arange(k)] = v
+        m = arb_mat(k, k)  # zeros, in C; then the diagonal
+        for i, d in enumerate(v.tolist()):
+            m[i, i] = d
+        self._diags[id(out)] = (out, x)
+        return self._keep_mat(out, m)
+
+    def diag_of(self, x: np.ndarray) -> np.ndarray | None:
+        hit = self._diags.get(id(x))
+        return hit[1] if hit is not None and hit[0] is x else None
 
     def fn_outer(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return self.matmul(u.reshape(-1, 1), v.reshape(1, -1))
@@ -220,7 +278,7 @@ class ArbOps(Ops[np.ndarray]):
 def arb_approx(value: np.ndarray) -> np.ndarray:
     """The float64 nearest to each ball's midpoint."""
     v = np.asarray(value)
-    return np.asarray(_float(v), dtype=np.float64).reshape(v.shape) if v.size else np.zeros(v.shape)
+    return v.astype(np.float64) if v.size else np.zeros(v.shape)
 
 
 def _endpoints(x: arb) -> tuple[Any, Any] | None:
@@ -264,22 +322,47 @@ def arb_certify(value: np.ndarray, *, waive_ties: bool, bits: int) -> Exact | No
     return None if got is None else got[""]
 
 
+def _flatten(arrays: Mapping[Any, np.ndarray]) -> np.ndarray:
+    parts = [a.reshape(-1) for a in arrays.values()]
+    if not parts:
+        return np.empty(0, dtype=object)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _split(flat: np.ndarray, arrays: Mapping[Any, np.ndarray]) -> dict[Any, np.ndarray]:
+    out: dict[Any, np.ndarray] = {}
+    start = 0
+    for k, a in arrays.items():
+        stop = start + a.size
+        out[k] = flat[start:stop].reshape(a.shape)
+        start = stop
+    return out
+
+
 def arb_certify_many(values: Mapping[Any, np.ndarray], *, waive_ties: bool, bits: int) -> dict[Any, Exact] | None:
-    """Certify every ball of every array in one vectorised pass (numpy's per-call overhead paid once)."""
+    """Certify every ball of every array in one vectorised pass (numpy's per-call overhead paid once).
+
+    Fast path, per ball x with float64 rounding hi of its midpoint: d = x - hi
+    is computed exactly (hi has 53 bits and lies within an ulp of the
+    midpoint, which has at most ``bits`` >= 54 bits: the difference fits), so
+    lo = float(d) is the rule's round(mid - hi). Arb's relative accuracy of x
+    (bits of the midpoint's magnitude above the radius) bounds the radius:
+    rad < |mid| 2**-acc. Accepted when acc >= 97 (the rule needs 2**-93),
+    |d| + rad provably stays inside hi's rounding interval (both ends round to
+    hi, ties excluded), hi is a normal number away from the underflow range,
+    and hi is not a narrower format's midpoint. The rest goes to the rule.
+    """
     arrays = {k: np.asarray(v) for k, v in values.items()}
-    balls: list[Any] = []
-    for a in arrays.values():
-        balls.extend(a.reshape(-1).tolist())
-    n = len(balls)
-    hi = np.fromiter((float(x) for x in balls), dtype=np.float64, count=n)
-    diff = [x - h for x, h in zip(balls, hi.tolist())]  # balls of x - hi (hi is exact)
-    lo = np.fromiter((float(d) for d in diff), dtype=np.float64, count=n)
-    rad = np.fromiter((float(d.rad()) for d in diff), dtype=np.float64, count=n)
+    flat = _flatten(arrays)
+    n = flat.size
+    balls = flat.tolist()
+    hi = flat.astype(np.float64) if n else np.zeros(0)
+    lo = np.fromiter((float(x - h) for x, h in zip(balls, hi.tolist())), dtype=np.float64, count=n)
+    acc = np.fromiter((x.rel_accuracy_bits() for x in balls), dtype=np.float64, count=n)
     with np.errstate(all="ignore"):
         ahi = np.abs(hi)
-        r_up = rad + 2.0 ** -1074  # the float of a radius is exact unless it underflowed
-        reach = (np.abs(lo) * (1 + 2.0 ** -50) + r_up) * (1 + 2.0 ** -50)  # >= |mid - hi| + rad
-        fast = (np.isfinite(hi) & (ahi >= _FAST_MIN) & (r_up <= ahi * _REL) & (reach < half_ulp_inside(hi))
+        reach = (np.abs(lo) + ahi * 2.0 ** -96) * (1 + 2.0 ** -50)  # >= |mid - hi| + rad when acc >= 97
+        fast = (np.isfinite(hi) & (ahi >= _FAST_MIN) & (acc >= 97) & (reach < half_ulp_inside(hi))
                 & ~narrow_midpoint_mask(hi))
     undecided = np.zeros(n, dtype=bool)
     for i in np.flatnonzero(~fast).tolist():
@@ -294,29 +377,35 @@ def arb_certify_many(values: Mapping[Any, np.ndarray], *, waive_ties: bool, bits
         if got is None:
             return None
         hi[i], lo[i], undecided[i] = got
-    out: dict[Any, Exact] = {}
-    start = 0
-    for k, a in arrays.items():
-        stop = start + a.size
-        out[k] = Exact(hi[start:stop].reshape(a.shape), lo[start:stop].reshape(a.shape),
-                       int(np.count_nonzero(undecided[start:stop])))
-        start = stop
-    return out
+    his, los, und = _split(hi, arrays), _split(lo, arrays), _split(undecided, arrays)
+    return {k: Exact(his[k], los[k], int(np.count_nonzero(und[k]))) for k in arrays}
 
 
-def arb_approx_many(values: Mapping[Any, np.ndarray]) -> dict[Any, np.ndarray]:
-    """:func:`arb_approx` of every array, in one pass."""
-    arrays = {k: np.asarray(v) for k, v in values.items()}
-    flat: list[Any] = []
-    for a in arrays.values():
-        flat.extend(a.reshape(-1).tolist())
-    mids = np.fromiter((float(x) for x in flat), dtype=np.float64, count=len(flat))
+def arb_approx_many(values: Mapping[Any, np.ndarray], ops: "ArbOps | None" = None) -> dict[Any, np.ndarray]:
+    """:func:`arb_approx` of every array, in one pass; arrays ``ops`` knows to be exact floats cost nothing."""
+    known: dict[Any, np.ndarray] = {}
+    diags: dict[Any, np.ndarray] = {}
+    rest: dict[Any, np.ndarray] = {}
+    for k, v in values.items():
+        f = ops.floats_of(v) if ops is not None else None
+        d = ops.diag_of(v) if ops is not None and f is None else None
+        if f is not None:
+            known[k] = f
+        elif d is not None:
+            diags[k] = d.reshape(-1)  # Diag(v): the approximations of v on the diagonal, exact zeros elsewhere
+            rest[("diag", k)] = d.reshape(-1)
+        else:
+            rest[k] = np.asarray(v)
+    flat = _flatten(rest)
+    mids = _split(flat.astype(np.float64) if flat.size else np.zeros(0), rest)
     out: dict[Any, np.ndarray] = {}
-    start = 0
-    for k, a in arrays.items():
-        stop = start + a.size
-        out[k] = mids[start:stop].reshape(a.shape)
-        start = stop
+    for k in values:
+        if k in known:
+            out[k] = known[k]
+        elif k in diags:
+            out[k] = np.diag(mids[("diag", k)])
+        else:
+            out[k] = mids[k]
     return out
 
 
@@ -343,6 +432,10 @@ class FlintEngine(Engine):
     def from_floats(self, arr: np.ndarray) -> np.ndarray:
         return to_arb(arr)
 
+    def start(self, inputs: Mapping[str, np.ndarray]) -> tuple[ArbOps, dict[str, np.ndarray]]:
+        ops = ArbOps()
+        return ops, {k: ops.leaf(v) for k, v in inputs.items()}
+
     def certify_array(self, value: Any, *, waive_ties: bool, bits: int) -> Exact | None:
         return arb_certify(value, waive_ties=waive_ties, bits=bits)
 
@@ -352,5 +445,5 @@ class FlintEngine(Engine):
     def certify_all(self, raw: Mapping[str, Any], *, waive_ties: bool, bits: int) -> dict[str, Exact] | None:
         return arb_certify_many(raw, waive_ties=waive_ties, bits=bits)
 
-    def approx_all(self, values: Mapping[Any, Any]) -> dict[Any, np.ndarray]:
-        return arb_approx_many(values)
+    def approx_all(self, values: Mapping[Any, Any], ops: Any = None) -> dict[Any, np.ndarray]:
+        return arb_approx_many(values, ops if isinstance(ops, ArbOps) else None)

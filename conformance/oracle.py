@@ -183,18 +183,17 @@ def evaluate(
     pre = preconditions_hold(layout, inputs)
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
 
-    def run() -> tuple[dict[str, Any], dict[Expr, Any]]:
-        env = {k: eng.from_floats(v) for k, v in arrays.items()}
-        ops = eng.ops()
+    def run() -> tuple[dict[str, Any], tuple[dict[Expr, Any], Any]]:
+        ops, env = eng.start(arrays)
         nodes: dict[Expr, Any] = {}
         _forward(layout, env, ops, nodes)
         out = {d.name: env[d.name] for d in layout.forward}
         for ident in identities:
             out[ident.id] = interpret(ident.expr, env, ops, nodes)
-        return out, nodes
+        return out, (nodes, ops)
 
-    exact, _, nodes, prec = certify(run, start_bits=start_bits, engine=eng)
-    approx = eng.approx_all(nodes)
+    exact, _, (nodes, ops), prec = certify(run, start_bits=start_bits, engine=eng)
+    approx = eng.approx_all(nodes, ops)
     ev = OracleEvaluation(values=exact, nodes=approx, preconditions=pre, precision=prec)
     if cache is not None:
         cache.put(eng, layout, inputs, identities, start_bits, ev)
@@ -261,9 +260,19 @@ def verify_identity(
     expr: Expr | None = None,
     ignore_requires: bool = False,
     start_bits: int = START_BITS,
+    cache: "OracleCache | None" = None,
 ) -> Verification:
     """Check ``identity`` (or another closed form ``expr`` claimed for the same derivative) against the
-    dual-number derivative of the forward definitions, on one case."""
+    dual-number derivative of the forward definitions, on one case. ``cache``: an on-disk cache of
+    verdicts (:class:`conformance.oracle_cache.OracleCache`)."""
+    if cache is not None:
+        args = (layout, identity, inputs, sizes, expr, ignore_requires, start_bits)
+        hit = cache.get_verification(*args)
+        if hit is None:
+            hit = verify_identity(layout, identity, inputs, sizes, expr=expr, ignore_requires=ignore_requires,
+                                  start_bits=start_bits)
+            cache.put_verification(*args, hit)
+        return hit
     if any(sizes.get(d) != v for d, v in identity.when.items()):
         return Verification(identity.id, layout.name, "not_applicable", "pinned dimensions do not match this case")
     pre = preconditions_hold(layout, inputs)

@@ -140,11 +140,14 @@ class OracleCache:
 
     def __init__(self, root: str | Path) -> None:
         self.store = BlobStore(root, "oracle")
+        self.verify_store = BlobStore(root, "verify")
         self.root = Path(root)
 
     @property
     def stats(self) -> dict[str, Any]:
-        return self.store.stats.as_dict()
+        out = self.store.stats.as_dict()
+        out["verifications"] = self.verify_store.stats.as_dict()
+        return out
 
     def key(self, engine: "Engine", layout: "Layout", inputs: Mapping[str, np.ndarray],
             identities: Sequence["Identity"], start_bits: int) -> dict[str, Any]:
@@ -206,3 +209,63 @@ class OracleCache:
                 "fortran": fortran,
                 "preconditions": {k: bool(v) for k, v in ev.preconditions.items()}, "precision": int(ev.precision)}
         return self.store.put(self.key(engine, layout, inputs, identities, start_bits), arrays, meta)
+
+    # ------------------------------------------------------------------ identity verifications
+    def verification_key(self, layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
+                         sizes: Mapping[str, int], expr: Expr | None, ignore_requires: bool,
+                         start_bits: int) -> dict[str, Any]:
+        import mpmath
+
+        return {
+            "kind": "verify",
+            "engine": {"engine": "mpmath-dual", "version": str(mpmath.__version__)},
+            "bits": {"start": start_bits, "max": MAX_BITS},
+            "code": source_hash(*_ORACLE_SOURCES),
+            "spec": _shape_of(layout, ())[1],
+            "identity": [identity.id, identity.kind, identity.of, identity.wrt, identity.convention,
+                         repr(identity.expr), list(identity.requires), sorted(identity.when.items())],
+            "closed_form": repr(expr) if expr is not None else None,
+            "ignore_requires": ignore_requires,
+            "sizes": sorted((str(k), int(v)) for k, v in sizes.items()),
+            "inputs": _inputs_key(inputs),
+        }
+
+    def get_verification(self, layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
+                         sizes: Mapping[str, int], expr: Expr | None, ignore_requires: bool,
+                         start_bits: int) -> Any:
+        from .oracle import Verification
+
+        entry = self.verify_store.get(self.verification_key(layout, identity, inputs, sizes, expr, ignore_requires,
+                                                            start_bits))
+        if entry is None:
+            return None
+        try:
+            m = dict(entry.meta)
+            wi = m.get("worst_index")
+            return Verification(identity=str(m["identity"]), layout=str(m["layout"]), verdict=str(m["verdict"]),
+                                reason=str(m["reason"]), worst_index=tuple(wi) if wi is not None else None,
+                                identity_value=m.get("identity_value"), derivative_value=m.get("derivative_value"),
+                                precision=int(m.get("precision", 0)))
+        except (KeyError, TypeError, ValueError):
+            self.verify_store.stats.hits -= 1
+            self.verify_store.stats.misses += 1
+            self.verify_store.stats.rejected += 1
+            return None
+
+    def put_verification(self, layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
+                         sizes: Mapping[str, int], expr: Expr | None, ignore_requires: bool, start_bits: int,
+                         v: Any) -> bool:
+        import math
+
+        def num(x: Any) -> Any:
+            return None if x is None or not math.isfinite(x) else float(x)  # JSON has no inf/nan
+
+        if (v.identity_value is not None and num(v.identity_value) is None) or \
+                (v.derivative_value is not None and num(v.derivative_value) is None):
+            return False  # a non-finite value would not come back identical: do not cache it
+        meta = {"identity": v.identity, "layout": v.layout, "verdict": v.verdict, "reason": v.reason,
+                "worst_index": list(v.worst_index) if v.worst_index is not None else None,
+                "identity_value": num(v.identity_value), "derivative_value": num(v.derivative_value),
+                "precision": int(v.precision)}
+        return self.verify_store.put(self.verification_key(layout, identity, inputs, sizes, expr, ignore_requires,
+                                                           start_bits), {}, meta)

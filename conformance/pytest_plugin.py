@@ -97,6 +97,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"gradconform: {exc}") from None
     if shard is not None:
         run.shard = str(config.stash[_shard_key])
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        run.worker_name = str(worker.get("workerid", "worker"))
     config.stash[_run_key] = run
     # xdist: a (layout, dtype, regime) group must run on one worker (its cases, oracle and backend calls are
     # shared by all its tests), so the default load distribution becomes loadgroup (see _assign_units)

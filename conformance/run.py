@@ -81,6 +81,7 @@ class Run:
         self.engine = get_engine(oracle)  # EngineUnavailable for an unknown or missing engine: a usage error
         self.oracle_cache = OracleCache(cache_dir) if cache_dir is not None else None
         self.shard: str | None = None  # "i/N" when this run is one shard of a suite
+        self.worker_name = "main"  # which process computed the groups (an xdist worker id, for instance)
         self.case_cache = CaseCache(cache_dir) if cache_dir is not None else None
         self.ref = registry.find(backend)  # BackendNotFound for an unknown name: a usage error
         self.seed = seed
@@ -241,7 +242,7 @@ class Run:
                     if checked >= per_regime:
                         break
                     try:
-                        v = oracle.verify_identity(lay, ident, case.inputs, case.sizes)
+                        v = oracle.verify_identity(lay, ident, case.inputs, case.sizes, cache=self.oracle_cache)
                     except (GradconformError, ArithmeticError) as exc:
                         out.append({"identity": identity, "layout": layout, "case": case.to_json(),
                                     "verdict": "error", "reason": str(exc)})
@@ -281,6 +282,8 @@ class Run:
                 cases.append(cj)
             records.extend(r.to_json() for r in g.records)
         verifs = [v for vs in self._verifications.values() for v in vs]
+        groups = [{"layout": g.layout, "dtype": g.dtype, "regime": g.regime, "cases": len(g.cases),
+                   "seconds": round(g.seconds, 4), "worker": self.worker_name} for g in self._groups.values()]
         return {
             "schema": SCHEMA,
             "created": now(),
@@ -303,4 +306,5 @@ class Run:
             "verifications": verifs,
             "counterexamples": list(self.counterexamples),
             "tests": list(self.tests),
+            "groups": groups,
         }
