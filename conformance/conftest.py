@@ -8,4 +8,5 @@ from conformance.pytest_plugin import (  # noqa: F401  (pytest finds hooks and f
     pytest_generate_tests,
     pytest_sessionfinish,
     pytest_terminal_summary,
+    pytest_xdist_make_scheduler,
 )

@@ -31,7 +31,7 @@ from .errors import BackendNotFound, SpecError
 from .oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from .results import Record, load_results, merge, write_json_atomic
 from .run import Run, identity_applies_to_regime, quantities_of
-from .sharding import Shard, assign, group_units, parse_shard, unit_of, xdist_group_name
+from .sharding import Shard, assign, group_units, parse_shard, unit_of
 from .spec import DTYPES, Spec, load_spec
 
 ENV_BACKEND = "GRADCONFORM_BACKEND"
@@ -101,10 +101,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is not None:
         run.worker_name = str(worker.get("workerid", "worker"))
     config.stash[_run_key] = run
-    # xdist: a (layout, dtype, regime) group must run on one worker (its cases, oracle and backend calls are
-    # shared by all its tests), so the default load distribution becomes loadgroup (see _assign_units)
-    if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
-        config.option.dist = "loadgroup"
     config.pluginmanager.register(_Recorder(run), "gradconform-recorder")
 
 
@@ -119,8 +115,7 @@ class _Recorder:
             outcome = report.outcome
             if outcome == "skipped":
                 outcome = "not_supported"
-            nodeid = report.nodeid.split("@gradconform", 1)[0]  # xdist's loadgroup suffix, not part of the test
-            self.run.tests.append({"nodeid": nodeid, "outcome": outcome,
+            self.run.tests.append({"nodeid": report.nodeid, "outcome": outcome,
                                    "message": str(report.longrepr)[:2000] if report.longrepr and outcome != "passed" else ""})
 
 
@@ -155,8 +150,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("spec_identity_item", items, ids=[f"{i}-{l}" for i, l in items])
 
 
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """(xdist) With ``-n N`` or ``--dist loadgroup``, hand out whole groups (conformance/xdist_scheduling.py):
+    a group's cases, oracle values and backend replies are then computed once."""
+    if config.getvalue("dist") in ("load", "loadgroup"):
+        from .xdist_scheduling import make_scheduler
+
+        return make_scheduler(config, log)
+    return None
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its unit of work (for xdist's loadgroup) and keep only this shard's units."""
+    """Keep only this shard's units of work (whole groups; see conformance/sharding.py)."""
     spec = config.stash.get(_spec_key, None)
     if spec is None:
         return
@@ -172,7 +178,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if shard is not None and owner.get(unit, 1) != shard.index:
             dropped.append(item)
             continue
-        item.add_marker(pytest.mark.xdist_group(xdist_group_name(unit)))
         kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

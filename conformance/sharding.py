@@ -21,7 +21,7 @@ from typing import Mapping
 from .run import identity_applies_to_regime
 from .spec import DTYPES, Spec
 
-__all__ = ["Shard", "parse_shard", "group_units", "assign", "unit_of", "xdist_group_name"]
+__all__ = ["Shard", "parse_shard", "group_units", "assign", "unit_of"]
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 #: weight of one spec identity's verification, in cases (measured: about as costly as 4 seed-shape cases)
@@ -95,8 +95,3 @@ def unit_of(params: Mapping[str, object]) -> tuple[str, ...] | None:
         ident, layout = params["spec_identity_item"]  # type: ignore[misc]
         return ("spec", str(ident), str(layout))
     return None
-
-
-def xdist_group_name(unit: tuple[str, ...]) -> str:
-    """The ``xdist_group`` of a unit (xdist appends it to the node id as ``@name``)."""
-    return "gradconform:" + ":".join(unit[1:]) if unit[0] == "group" else "gradconform-spec:" + ":".join(unit[1:])
