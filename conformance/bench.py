@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small widths only, no suite runs (a minute)")
     p.add_argument("--widths", default=None, help="comma-separated widths (default 5,16,64,256,1024)")
-    p.add_argument("--engines", default="flint,mpmath", help="oracle engines to time (default flint,mpmath)")
+    p.add_argument("--engines", default="mpmath,flint",
+                   help="oracle engines to time (default mpmath,flint; the first is used for the other backends)")
     p.add_argument("--mpmath-max-width", type=int, default=256,
                    help="widest network timed with the mpmath engine (it grows as width^2: 1024 takes minutes)")
     p.add_argument("--backends", default=None,
@@ -62,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-suite", action="store_true", help="skip the full-suite runs")
     p.add_argument("--suite-workers", default="1,2", help="xdist worker counts for the suite runs (default 1,2)")
     p.add_argument("--repeat", type=int, default=5, help="repeats of each small timing (median reported)")
+    p.add_argument("--sections", default="oracle,seed,breakdown,suite",
+                   help="what to measure (default all: oracle,seed,breakdown,suite); the other sections of an "
+                        "existing --out file are kept")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -223,7 +227,8 @@ def _seed_case() -> Any:
     return spec, Case(cid, "row", "float64", "benign", "seed", sizes, None, inputs)
 
 
-def seed_case_check(repeat: int, log: Callable[[str], None]) -> dict[str, Any]:
+def seed_case_check(repeat: int, log: Callable[[str], None], engines: tuple[str, ...] = ("flint", "mpmath")
+                    ) -> dict[str, Any]:
     """Our end-to-end check of one seed-shape case, warm, per engine (cache off), and its phases."""
     from . import oracle
     from .bounds import ErrorBounds
@@ -232,7 +237,7 @@ def seed_case_check(repeat: int, log: Callable[[str], None]) -> dict[str, Any]:
     spec, case = _seed_case()
     lay = spec.layouts["row"]
     out: dict[str, Any] = {"case": case.id, "quantities": 0}
-    for engine in ("flint", "mpmath"):
+    for engine in engines:
         with Run(spec, "numpy", oracle=engine) as run:
             run.info
             records: list[Any] = []
@@ -440,9 +445,45 @@ def _phase_timers(timers: dict[str, float]) -> Iterator[None]:
 
     wrap(run_mod, "generate_cases", "generation")
     wrap(run_mod.oracle, "evaluate", "oracle")
+    wrap(run_mod.oracle, "verify_identity", "verification")
     wrap(run_mod, "compare", "compare")
-    wrap(run_mod, "ErrorBounds", "bounds")
     wrap(run_mod, "make_record", "records")
+    def timed_class(base: Any) -> Any:
+        class Timed(base):  # type: ignore[misc, valid-type]
+            """The bounds, timed at the top level only (bound() recurses)."""
+
+            def __init__(self, *a: Any, **k: Any) -> None:
+                self._depth = 0
+                t = time.perf_counter()
+                try:
+                    super().__init__(*a, **k)
+                finally:
+                    timers["bounds"] = timers.get("bounds", 0.0) + time.perf_counter() - t
+
+            def bound(self, e: Any) -> Any:
+                if getattr(self, "_depth", 1):
+                    return super().bound(e)
+                self._depth = 1
+                t = time.perf_counter()
+                try:
+                    return super().bound(e)
+                finally:
+                    self._depth = 0
+                    timers["bounds"] = timers.get("bounds", 0.0) + time.perf_counter() - t
+
+            def flush(self) -> None:
+                t = time.perf_counter()
+                try:
+                    getattr(super(), "flush", lambda: None)()
+                finally:
+                    timers["bounds"] = timers.get("bounds", 0.0) + time.perf_counter() - t
+
+        return Timed
+
+    for name in ("ErrorBounds", "CachedBounds"):
+        base = getattr(run_mod, name)
+        patched.append((run_mod, name, base))
+        setattr(run_mod, name, timed_class(base))
     try:
         yield
     finally:
@@ -462,16 +503,28 @@ def run_breakdown(engine: str, log: Callable[[str], None]) -> dict[str, Any]:
             timers: dict[str, float] = {}
             with Run(spec, "numpy", oracle=engine, cache_dir=cache_dir) as run:
                 run.info
-                orig_eval = run.worker.evaluate
+                for attr in ("evaluate", "evaluate_many"):
+                    orig = getattr(run.worker, attr)
 
-                def backend(req: Any, _orig: Any = orig_eval) -> Any:
-                    t = time.perf_counter()
-                    try:
-                        return _orig(req)
-                    finally:
-                        timers["backend"] = timers.get("backend", 0.0) + time.perf_counter() - t
+                    def backend(req: Any, _orig: Any = orig) -> Any:
+                        t = time.perf_counter()
+                        try:
+                            return _orig(req)
+                        finally:
+                            timers["backend"] = timers.get("backend", 0.0) + time.perf_counter() - t
 
-                run.worker.evaluate = backend  # type: ignore[method-assign]
+                    setattr(run.worker, attr, backend)
+                for attr in ("get", "put"):
+                    orig = getattr(run.case_cache, attr)
+
+                    def cases(*a: Any, _orig: Any = orig) -> Any:
+                        t = time.perf_counter()
+                        try:
+                            return _orig(*a)
+                        finally:
+                            timers["case cache"] = timers.get("case cache", 0.0) + time.perf_counter() - t
+
+                    setattr(run.case_cache, attr, cases)
                 t0, c0 = time.perf_counter(), time.process_time()
                 with _phase_timers(timers):
                     for lname in spec.layouts:
@@ -480,15 +533,11 @@ def run_breakdown(engine: str, log: Callable[[str], None]) -> dict[str, Any]:
                                 run.group(lname, dt, regime)
                     for lname, lay in spec.layouts.items():
                         for ident in lay.identities:
-                            t = time.perf_counter()
                             run.verifications(lname, ident.id)
-                            timers["verification"] = timers.get("verification", 0.0) + time.perf_counter() - t
                 total = time.perf_counter() - t0
                 cpu = time.process_time() - c0
                 n = sum(len(g.cases) for g in run.groups.values())
-            # generation inside verifications is counted in both: take it out of verification
-            timers["other"] = max(0.0, total - sum(v for k, v in timers.items() if k != "verification")
-                                  - timers.get("verification", 0.0))
+            timers["other"] = max(0.0, total - sum(timers.values()))
             out[label] = {"total_s": total, "cpu_s": cpu, "cases": n, "phases": dict(timers)}
             shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(timers.items(), key=lambda kv: -kv[1]))
             log(f"  run breakdown ({engine}, {label} cache): {total:.1f} s for {n} cases: {shares}")
@@ -559,6 +608,10 @@ def render(doc: Mapping[str, Any]) -> str:
              f"Python {m.get('python')}, numpy {m.get('numpy')}, BLAS {m.get('blas')}, "
              f"OPENBLAS_CORETYPE={m.get('OPENBLAS_CORETYPE') or '(unset)'}; "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
+    stamps = doc.get("measured", {})
+    if stamps:
+        lines += ["Sections measured: " + "; ".join(f"{k} at {v['at']} (load {v['load_before']})"
+                                                     for k, v in stamps.items()) + ".", ""]
     if doc.get("oracle"):
         lines += ["## Oracle per case, by engine and width", "",
                   "Seed network, row layout, one sample, d_in = hidden = d_out = width (5 is the seed's 5-3-5). "
@@ -585,7 +638,7 @@ def render(doc: Mapping[str, Any]) -> str:
                   "| check | time per check | faults caught (1e-7 rel. in dL/dx, 1e-4, float32 backward) |",
                   "|---|---:|---|"]
         caught = doc.get("faults_caught_by_us", {})
-        for eng in ("flint", "mpmath"):
+        for eng in [k for k in ("flint", "mpmath") if k in s]:
             e = s[eng]
             lines.append(f"| gradconform, {eng} oracle (oracle {_fmt_s(e['oracle_s'])}, backend "
                          f"{_fmt_s(e['backend_roundtrip_s'])}, bounds {_fmt_s(e['bounds_s'])}, comparisons "
@@ -601,24 +654,35 @@ def render(doc: Mapping[str, Any]) -> str:
             lines.append(f"| jax.test_util.check_grads, rev (jax {j['version']}) | {_fmt_s(j['check_grads_s'])} | "
                          f"{_caught(j['caught'])} |")
         if "gradcheck_s" in t:
-            ratio = t["gradcheck_s"] / s["flint"]["check_s"]
-            lines += ["", f"gradcheck / gradconform (flint): {ratio:.1f}x; torch import "
+            best = min((k for k in ("flint", "mpmath") if k in s), key=lambda k: s[k]["check_s"])
+            ratio = t["gradcheck_s"] / s[best]["check_s"]
+            lines += ["", f"gradcheck / gradconform ({best}): {ratio:.1f}x per check; per quantity checked "
+                      f"{t['gradcheck_s'] / 5 / (s[best]['check_s'] / s['quantities']):.1f}x (gradcheck: the 5 "
+                      f"parameter gradients; gradconform: {s['quantities']} quantities). torch import "
                       f"{_fmt_s(p.get('torch_import_s'))}, jax import {_fmt_s(p.get('jax_import_s'))} "
                       "(paid once per worker process)."]
         lines.append("")
     if doc.get("breakdown"):
         lines += ["## Where a run's time goes (in process, numpy backend isolated)", "",
-                  "| engine | cache | total | cases | generation | oracle | backend | bounds | compare | records | "
-                  "verification | other |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| engine | cache | total | cases | generation | case cache | oracle | backend | bounds | compare | "
+                  "records | verification | other |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for eng, by in doc["breakdown"].items():
             for label, b in by.items():
                 ph = b["phases"]
                 cells = [f"{_fmt_s(ph.get(k, 0.0))} ({ph.get(k, 0.0) / b['total_s']:.0%})"
-                         for k in ("generation", "oracle", "backend", "bounds", "compare", "records", "verification",
-                                   "other")]
+                         for k in ("generation", "case cache", "oracle", "backend", "bounds", "compare", "records",
+                                   "verification", "other")]
                 lines.append(f"| {eng} | {label} | {_fmt_s(b['total_s'])} | {b['cases']} | " + " | ".join(cells) + " |")
-        lines += ["", "Harness overhead = everything but the oracle and the backend's own work (generation, "
-                  "bounds, comparison, records, the pipe to the worker)."]
+        lines += ["", "Backend = the round trips to the isolated worker process (one per group) including the "
+                  "backend's own work; oracle and verification include their cache reads when warm; other = "
+                  "requests, preconditions, bookkeeping. Harness overhead = everything but the oracle and the "
+                  "backend."]
+        for eng, by in doc["breakdown"].items():
+            for label, b in by.items():
+                ph = b["phases"]
+                over = b["total_s"] - ph.get("oracle", 0.0) - ph.get("backend", 0.0)
+                lines.append(f"- {eng}, {label} cache: harness overhead {_fmt_s(over)} of {_fmt_s(b['total_s'])} "
+                             f"({over / b['total_s']:.0%}), {_fmt_s(over / b['cases'])} per case.")
         lines.append("")
     if doc.get("suite"):
         lines += ["## The default suite (`pytest conformance --backend B`), per backend", "",
@@ -647,23 +711,54 @@ def main(args: argparse.Namespace) -> int:
     log(f"gradconform bench on {info.get('cpu')} ({info.get('cpu_count')} cores), load {info['load_average']}")
     widths = [int(w) for w in args.widths.split(",")] if args.widths else \
         ([5, 16, 64] if args.quick else list(WIDTHS))
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    log("oracle by width")
-    doc["oracle"] = oracle_by_width(widths, engines, args.repeat, args.mpmath_max_width, log)
-    log("one seed-shape case, and the peers")
-    doc["seed_case"] = seed_case_check(args.repeat, log)
-    doc["faults_caught_by_us"] = _faults_caught_by_us(log)
-    doc["peers"] = peers(args.repeat, log)
-    if not args.quick:
+    from .engine import EngineUnavailable, get_engine
+
+    engines = []
+    for e in (e.strip() for e in args.engines.split(",") if e.strip()):
+        try:
+            get_engine(e)
+            engines.append(e)
+        except EngineUnavailable as exc:
+            log(f"oracle engine {e} skipped: {exc}")
+    sections = {x.strip() for x in args.sections.split(",")}
+    if args.quick:
+        sections -= {"breakdown", "suite"}
+    if args.no_suite:
+        sections.discard("suite")
+    out = Path(args.out) if args.out else REPO / "benchmarks" / f"results-{machine_slug(info)}.md"
+    previous: dict[str, Any] = {}
+    if out.with_suffix(".json").exists():
+        try:
+            previous = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+        except ValueError:
+            previous = {}
+    for key in ("oracle", "seed_case", "faults_caught_by_us", "peers", "breakdown", "suite", "measured"):
+        if key in previous:
+            doc[key] = previous[key]
+    measured = dict(previous.get("measured", {}))
+    stamp = {"at": doc["created"], "load_before": info["load_average"]}
+    if "oracle" in sections:
+        log("oracle by width")
+        doc["oracle"] = oracle_by_width(widths, engines, args.repeat, args.mpmath_max_width, log)
+        measured["oracle"] = stamp
+    if "seed" in sections:
+        log("one seed-shape case, and the peers")
+        doc["seed_case"] = seed_case_check(args.repeat, log, tuple(engines))
+        doc["faults_caught_by_us"] = _faults_caught_by_us(log)
+        doc["peers"] = peers(args.repeat, log)
+        measured["seed"] = stamp
+    if "breakdown" in sections:
         log("where a run's time goes")
         doc["breakdown"] = {e: run_breakdown(e, log) for e in engines}
-    if not (args.quick or args.no_suite):
+        measured["breakdown"] = stamp
+    if "suite" in sections:
         backends = [b.strip() for b in args.backends.split(",")] if args.backends else available_backends()
         log(f"full suite: {', '.join(backends)}")
         workers = [int(n) for n in args.suite_workers.split(",")]
         doc["suite"] = suite_times(backends, engines, workers, log)
+        measured["suite"] = stamp
+    doc["measured"] = measured
     doc["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    out = Path(args.out) if args.out else REPO / "benchmarks" / f"results-{machine_slug(info)}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(doc), encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")

@@ -141,12 +141,14 @@ class OracleCache:
     def __init__(self, root: str | Path) -> None:
         self.store = BlobStore(root, "oracle")
         self.verify_store = BlobStore(root, "verify")
+        self.bounds_store = BlobStore(root, "bounds")
         self.root = Path(root)
 
     @property
     def stats(self) -> dict[str, Any]:
         out = self.store.stats.as_dict()
         out["verifications"] = self.verify_store.stats.as_dict()
+        out["bounds"] = self.bounds_store.stats.as_dict()
         return out
 
     def key(self, engine: "Engine", layout: "Layout", inputs: Mapping[str, np.ndarray],

@@ -20,6 +20,7 @@ from .case_cache import CaseCache
 from .engine import get_engine
 from .oracle_cache import OracleCache
 from .bounds import ErrorBounds
+from .bounds_cache import CachedBounds
 from .cases import DEFAULT_SEED, Case, generate_cases
 from .compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT, compare
 from .errors import GradconformError, OracleError
@@ -227,7 +228,9 @@ class Run:
             status = {"crashed": CRASHED, "timed_out": TIMED_OUT, "not_supported": NOT_SUPPORTED}.get(reply.status, ERROR)
             detail = "exception" if status == ERROR else reply.status
             return everything(status, detail, reply.message, idents), ev.precision
-        bounds = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, self.spec.tolerance)
+        bounds: Any = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, self.spec.tolerance) \
+            if self.oracle_cache is None else CachedBounds(self.oracle_cache, self.engine, lay, ev, case.inputs, sized,
+                                                           case.dtype, self.spec.tolerance, oracle.START_BITS)
         kappa = self.spec.tolerance.safety_factor
         records: list[Record] = []
         items: list[tuple[str, str, Any, tuple[int, int], Any]] = []
@@ -257,6 +260,8 @@ class Run:
                                            message=f"{type(exc).__name__}: {exc}", **ctx))
                 continue
             records.append(make_record(quantity=qid, kind=kind, status=cmp.status, comparison=cmp, **ctx))
+        if isinstance(bounds, CachedBounds):
+            bounds.flush()
         return records, ev.precision
 
     # ------------------------------------------------------------------ spec self-check

@@ -12,6 +12,12 @@ import pytest
 from conformance.sharding import assign, group_units, parse_shard, unit_of
 
 REPO = Path(__file__).resolve().parent.parent
+try:  # the fast engine where installed (these tests are about scheduling, not about the oracle)
+    import flint  # noqa: F401
+
+    ENGINE = "flint"
+except ImportError:  # pragma: no cover
+    ENGINE = "mpmath"
 # a slice of the suite that is quick but has several groups of both kinds, and spec-identity tests
 SELECT = ["-k", "float64 and (benign or large_logits or tiny_inputs) or test_spec_identity and row"]
 
@@ -19,7 +25,7 @@ SELECT = ["-k", "float64 and (benign or large_logits or tiny_inputs) or test_spe
 def _pytest(tmp_path: Path, name: str, *extra: str) -> dict:
     out = tmp_path / f"{name}.json"
     cmd = [sys.executable, "-m", "pytest", str(REPO / "conformance"), "--backend", "numpy", "--examples", "1",
-           "--oracle", "flint", "--oracle-cache", "off", "--results", str(out), "-q", "-p", "no:cacheprovider",
+           "--oracle", ENGINE, "--oracle-cache", "off", "--results", str(out), "-q", "-p", "no:cacheprovider",
            f"--rootdir={REPO}", *SELECT, *extra]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
