@@ -324,29 +324,35 @@ def peers(repeat: int, log: Callable[[str], None]) -> dict[str, Any]:
     """gradcheck and check_grads on the seed case (float64): time per call, and faults caught."""
     spec, case = _seed_case()
     arrays = [np.asarray(case.inputs[k], dtype=np.float64) for k in ("x", "W1", "b1", "W2", "b2", "y")]
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"torch_import_s": _import_seconds("torch"), "jax_import_s": _import_seconds("jax")}
     try:
-        t0 = time.perf_counter()
         import torch
 
-        out["torch_import_s"] = time.perf_counter() - t0
         out["torch"] = _torch_peer(torch, arrays, repeat)
         log(f"  torch.autograd.gradcheck: {_fmt_s(out['torch']['gradcheck_s'])} per call "
             f"(fast_mode {_fmt_s(out['torch']['gradcheck_fast_s'])}); faults caught {out['torch']['caught']}")
     except ImportError as exc:
         out["torch"] = {"skipped": str(exc)}
     try:
-        t0 = time.perf_counter()
         import jax
 
         jax.config.update("jax_enable_x64", True)
-        out["jax_import_s"] = time.perf_counter() - t0
         out["jax"] = _jax_peer(jax, arrays, repeat)
         log(f"  jax.test_util.check_grads: {_fmt_s(out['jax']['check_grads_s'])} per call; "
             f"faults caught {out['jax']['caught']}")
     except ImportError as exc:
         out["jax"] = {"skipped": str(exc)}
     return out
+
+
+def _import_seconds(module: str) -> float | None:
+    """Seconds to import ``module`` in a fresh interpreter (what a worker process pays once)."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        return float(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
 
 
 def _torch_peer(torch: Any, arrays: list[np.ndarray], repeat: int) -> dict[str, Any]:
@@ -430,14 +436,20 @@ def _phase_timers(timers: dict[str, float]) -> Iterator[None]:
 
     patched: list[tuple[Any, str, Any]] = []
 
+    depth: dict[str, int] = {}
+
     def wrap(obj: Any, attr: str, key: str) -> None:
         orig = getattr(obj, attr)
 
         def timed(*a: Any, **k: Any) -> Any:
+            if depth.get(key):  # a recursive call (verify_identity through its cache): timed by the outer one
+                return orig(*a, **k)
+            depth[key] = 1
             t = time.perf_counter()
             try:
                 return orig(*a, **k)
             finally:
+                depth[key] = 0
                 timers[key] = timers.get(key, 0.0) + time.perf_counter() - t
 
         patched.append((obj, attr, orig))
