@@ -11,8 +11,9 @@ floats, so any case can be rerun bit for bit.
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
@@ -22,7 +23,8 @@ from .formats import get_format
 from .spec import Spec
 from .strategies import inputs_strategy
 
-__all__ = ["Case", "generate_cases", "cell_seed", "case_id", "case_strategy", "DEFAULT_SEED"]
+__all__ = ["Case", "generate_cases", "cell_seed", "case_id", "case_strategy", "deterministic_generation",
+           "DEFAULT_SEED"]
 
 DEFAULT_SEED = 20161104
 
@@ -91,8 +93,55 @@ def _degenerate(case: Case, labels: set[str]) -> bool:
     return all(not np.any(v) for k, v in case.inputs.items() if k not in labels)
 
 
+@contextmanager
+def deterministic_generation() -> Iterator[None]:
+    """Make hypothesis's draws depend on the seed alone.
+
+    Hypothesis (6.13x on) sometimes draws a "constant" collected from the
+    source of every *local* module loaded at the time (any module outside
+    site-packages: this package when installed editable, a user's backend, a
+    conftest...). Generated cases then change whenever a module is added, or
+    imported in another order, or by another xdist worker. Inside this context
+    that pool of local constants is empty (hypothesis's built-in constants
+    stay), so a seed gives the same cases in every process. The hook is
+    hypothesis-internal; where it is missing this context does nothing.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:  # pragma: no cover - another hypothesis layout
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    cache = getattr(getattr(providers, "CONSTANTS_CACHE", None), "cache", None)
+    if original is None or not hasattr(cache, "clear"):  # pragma: no cover
+        yield
+        return
+    empty = Constants()
+    cache.clear()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.clear()
+
+
+class _Enough(BaseException):
+    """Ends a harvest once it has its cases. A BaseException, so that hypothesis lets it through at once
+    (as it does KeyboardInterrupt) instead of treating it as a failing example to replay and report."""
+
+
 def _harvest(strategy: Any, n: int, seed: int, labels: set[str]) -> list[Any]:
+    """The first ``n`` distinct, non-degenerate draws of ``strategy`` under ``seed``.
+
+    Generation stops as soon as ``n`` cases are in hand. The draws before that
+    point do not depend on what comes after, so the cases are those of a full
+    run of ``max_examples`` draws, at a fraction of the cost.
+    """
     found: list[Any] = []
+    if n <= 0:
+        return found
 
     @settings(max_examples=max(n * 3, n + 2), phases=[Phase.generate], database=None, deadline=None,
               suppress_health_check=list(HealthCheck), derandomize=False, print_blob=False)
@@ -101,8 +150,14 @@ def _harvest(strategy: Any, n: int, seed: int, labels: set[str]) -> list[Any]:
     def collect(case: Any) -> None:
         if len(found) < n and not _degenerate(case, labels) and all(c.id != case.id for c in found):
             found.append(case)
+        if len(found) >= n:
+            raise _Enough
 
-    collect()
+    try:
+        with deterministic_generation():
+            collect()
+    except _Enough:
+        pass
     return found
 
 

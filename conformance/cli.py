@@ -7,6 +7,8 @@
     gradconform verify [--spec FILE]                       check the spec's identities against the oracle's derivatives
     gradconform lint [SPEC ...] [-v]                       static checks of spec files (shapes, layout discrimination)
     gradconform check 'EXPR' --wrt x --layout row          is a hand-derived gradient conformable, and correct?
+    gradconform merge OUT.json SHARD.json ...              merge the results files of shards (or machines) into one
+    gradconform bench [--quick] [--out FILE]               measure the oracle, the harness and the suite (benchmarks/)
 
 Every failure the user can cause (an unknown backend, a bad spec file, a
 missing results file) ends with a one-paragraph message and exit status 2,
@@ -103,6 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             cmd += ["--examples", str(args.examples)]
         if args.workers:
             cmd += ["-n", str(args.workers)]
+        for opt in ("oracle", "oracle_cache", "shard"):
+            if getattr(args, opt, None):
+                cmd += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
         proc = subprocess.run(cmd, cwd=_conformance_dir().parent)
         if not results.exists():
             print(f"gradconform: the run for {ref.name} produced no results (pytest exit status {proc.returncode})",
@@ -265,6 +270,53 @@ def cmd_check(args: argparse.Namespace) -> int:
     return main_check(args)
 
 
+# ---------------------------------------------------------------------------- merge
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .results import load_results, merge, write_json_atomic
+
+    docs = []
+    for path in args.inputs:
+        try:
+            docs.append(load_results(path))
+        except (OSError, ValueError) as exc:
+            print(f"gradconform: cannot read results file {path}: {exc}", file=sys.stderr)
+            return 2
+    shards = sorted({d.get("settings", {}).get("shard") for d in docs} - {None})
+    counts = {s.split("/")[1] for s in shards}
+    if len(counts) > 1:
+        print(f"gradconform: these files are shards of different splits ({', '.join(shards)})", file=sys.stderr)
+        return 2
+    if shards and not args.allow_partial:
+        n = int(next(iter(counts)))
+        missing = [f"{i}/{n}" for i in range(1, n + 1) if f"{i}/{n}" not in shards]
+        if missing:
+            print(f"gradconform: shard(s) {', '.join(missing)} missing (pass --allow-partial to merge anyway)",
+                  file=sys.stderr)
+            return 2
+    try:
+        out = merge(docs)
+    except ValueError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    out["settings"] = dict(out.get("settings", {}))
+    out["settings"]["shard"] = None
+    if shards:
+        out["settings"]["merged_shards"] = shards
+    write_json_atomic(args.out, out)
+    print(f"merged {len(docs)} results file(s) into {args.out}: {len(out['cases'])} cases, "
+          f"{len(out['records'])} records")
+    return 0
+
+
+# ---------------------------------------------------------------------------- bench
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
 # ---------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
     r.add_argument("--examples", type=int, default=None, help="cases per (family, magnitude) cell")
     r.add_argument("-n", "--workers", default=None, help="pytest-xdist workers (e.g. 2 or auto)")
+    r.add_argument("--oracle", default=None, choices=["mpmath", "flint"], help="oracle engine")
+    r.add_argument("--oracle-cache", default=None, metavar="on|off|DIR", help="cache of oracle results")
+    r.add_argument("--shard", default=None, metavar="i/N", help="run the i-th of N parts (merge with `merge`)")
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("backends", help="list the backends found, with versions or why they are unavailable")
@@ -314,6 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("check", help="check a hand-derived gradient or Jacobian: shapes, value, diagnosis")
     add_check_arguments(ch)
     ch.set_defaults(func=cmd_check)
+
+    m = sub.add_parser("merge", help="merge results files of shards or machines (one backend, spec, seed)")
+    m.add_argument("out", help="the merged results file to write")
+    m.add_argument("inputs", nargs="+", help="results files (for example one per --shard i/N)")
+    m.add_argument("--allow-partial", action="store_true", help="merge even if some shards are missing")
+    m.set_defaults(func=cmd_merge)
+
+    from .bench import add_arguments
+
+    bn = sub.add_parser("bench", help="measure oracle engines by width, harness overhead, suite times, peers")
+    add_arguments(bn)
+    bn.set_defaults(func=cmd_bench)
     return p
 
 

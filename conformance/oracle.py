@@ -1,15 +1,17 @@
 """The high-precision oracle: certified reference values, and the independent check of each identity.
 
-Certification. Every quantity is evaluated in mpmath interval arithmetic, so
-each component comes out as an interval that encloses the exact value. A
-component is accepted when its interval is a point, or lies inside
+Certification. Every quantity is evaluated in an enclosure arithmetic (an
+*engine*, :mod:`conformance.engine`: mpmath intervals by default, Arb balls
+with ``engine="flint"``), so each component comes out as an interval that
+encloses the exact value. A component is accepted when its interval is a point, or lies inside
 (-2**-1100, 2**-1100) (it rounds to zero in every binary format), or is
 narrower than 2**-(53 + 40) of its magnitude *and* both endpoints round to
 the same float64 (Ziv's test; plus, where that float64 is a rounding midpoint
 of a narrower format, the interval must not contain it, so the single
 rounding into float32, float16 and bfloat16 is decided too). Otherwise the
 precision doubles, from 128 bits up to 4096; the oracle never returns an
-uncertified value (:class:`OracleError`).
+uncertified value (:class:`OracleError`). The rule is
+:mod:`conformance.certification`, the same for every engine.
 
 Independence. :func:`verify_identity` differentiates the forward definitions
 with dual numbers (:class:`~conformance.mparith.DualOps`), which know only each
@@ -21,16 +23,20 @@ certified and overlap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import mpmath
 import numpy as np
 
+from .certification import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact, certified_endpoints
+from .engine import Engine, get_engine
 from .errors import OracleError
-from .expr import Expr, interpret
-from .formats import FORMATS, is_midpoint, round_mpf
-from .mparith import Dual, DualOps, FractionOps, IvOps, endpoints, iv_mid_float, to_fraction, to_iv
+from .expr import Expr, free_names, interpret
+from .mparith import Dual, DualOps, FractionOps, IvOps, endpoints, to_fraction, to_iv
 from .spec import Identity, Layout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .oracle_cache import OracleCache
 
 __all__ = [
     "Exact",
@@ -45,29 +51,8 @@ __all__ = [
     "START_BITS",
     "MAX_BITS",
     "TARGET_BITS",
+    "TIE_BITS",
 ]
-
-START_BITS = 128
-MAX_BITS = 4096
-TIE_BITS = 1024  # from here on, a narrower format's rounding tie is recorded as undecided, not chased
-TARGET_BITS = 53 + 40
-_TINY = mpmath.mpf(2) ** -1100
-_F64 = FORMATS["float64"]
-_NARROW = (FORMATS["float32"], FORMATS["float16"], FORMATS["bfloat16"])
-
-
-@dataclass(frozen=True)
-class Exact:
-    """A certified value per component as a double-double: ``hi`` is the correctly rounded float64 of
-    the exact value, ``lo`` the float64 nearest to the remainder (exact value - hi)."""
-
-    hi: np.ndarray
-    lo: np.ndarray
-    undecided: int = 0  # components whose rounding into a narrower format is ambiguous by one ulp
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.hi.shape
 
 
 @dataclass(frozen=True)
@@ -110,7 +95,8 @@ class Verification:
 # --------------------------------------------------------------------------- certification
 
 def _certified_component(x: Any, *, waive_ties: bool = False) -> tuple[float, float] | None:
-    """(hi, lo) of one interval if it is certified, else None.
+    """(hi, lo) of one mpmath interval if it is certified, else None (the rule:
+    :func:`conformance.certification.certified_endpoints`).
 
     ``waive_ties``: accept a narrow interval that contains a rounding midpoint
     (of float64 or of a narrower format). Such a value is a midpoint plus a
@@ -120,70 +106,26 @@ def _certified_component(x: Any, *, waive_ties: bool = False) -> tuple[float, fl
     affected (it compares with the exact value, not its rounding).
     """
     a, b = endpoints(x)
-    if a == b:
-        if not mpmath.isfinite(a):
-            return (float(a), 0.0) if mpmath.isinf(a) else None
-        hi = round_mpf(a, _F64)
-        return hi, round_mpf(a - mpmath.mpf(hi), _F64) if mpmath.isfinite(hi) else 0.0
-    if not (mpmath.isfinite(a) and mpmath.isfinite(b)):
-        return None
-    if -_TINY < a and b < _TINY:
-        return 0.0, 0.0
-    if a <= 0 <= b:
-        return None
-    if (b - a) > min(abs(a), abs(b)) * mpmath.mpf(2) ** -TARGET_BITS:
-        return None
-    hi = round_mpf(a, _F64)
-    mid = (a + b) / 2
-    if round_mpf(b, _F64) != hi:
-        if not waive_ties:
-            return None
-        hi = round_mpf(mid, _F64)  # a float64 rounding midpoint lies inside: ties to even at the midpoint
-    elif not waive_ties and a <= hi <= b and any(is_midpoint(hi, f) for f in _NARROW):
-        return None
-    return hi, round_mpf(mid - mpmath.mpf(hi), _F64)
+    return certified_endpoints(a, b, waive_ties=waive_ties)
 
 
-def _to_exact(arr: np.ndarray, *, waive_ties: bool = False) -> Exact | None:
-    hi = np.empty(arr.shape, dtype=np.float64)
-    lo = np.empty(arr.shape, dtype=np.float64)
-    undecided = 0
-    for idx, v in np.ndenumerate(arr):
-        got = _certified_component(v)
-        if got is None and waive_ties:
-            got = _certified_component(v, waive_ties=True)
-            undecided += got is not None
-        if got is None:
-            return None
-        hi[idx], lo[idx] = got
-    return Exact(hi, lo, undecided)
+def certify(fn: Callable[[], tuple[dict[str, Any], Any]], *, start_bits: int = START_BITS,
+            engine: "str | Engine | None" = None) -> tuple[dict[str, Exact], dict[str, Any], Any, int]:
+    """Run ``fn()`` at increasing precisions of ``engine`` until every output component is certified.
 
-
-def certify(fn: Callable[[], tuple[dict[str, np.ndarray], Any]], *, start_bits: int = START_BITS
-            ) -> tuple[dict[str, Exact], dict[str, np.ndarray], Any, int]:
-    """Run ``fn()`` at increasing interval precisions until every output component is certified.
-
-    Returns the certified values, the raw intervals, ``fn``'s extra output and the precision.
+    ``fn`` computes with the engine's algebra (it runs inside the engine's
+    precision context). Returns the certified values, the raw enclosures,
+    ``fn``'s extra output and the precision.
     """
-    iv = mpmath.iv
-    saved = iv.prec
+    eng = get_engine(engine)
     p = start_bits
-    try:
-        while p <= MAX_BITS:
-            iv.prec = p
+    while p <= MAX_BITS:
+        with eng.precision(p):
             raw, extra = fn()
-            with mpmath.workprec(2 * p):
-                exact = {}
-                for key, arr in raw.items():
-                    e = _to_exact(arr, waive_ties=p >= TIE_BITS)
-                    if e is None:
-                        break
-                    exact[key] = e
-                else:
-                    return exact, raw, extra, p
-            p *= 2
-    finally:
-        iv.prec = saved
+            exact = eng.certify_all(raw, waive_ties=p >= TIE_BITS, bits=p)
+        if exact is not None:
+            return exact, raw, extra, p
+        p *= 2
     raise OracleError(f"could not certify the reference values with {MAX_BITS} bits of precision "
                       "(cancellation beyond what the oracle will chase)")
 
@@ -192,7 +134,10 @@ def certify(fn: Callable[[], tuple[dict[str, np.ndarray], Any]], *, start_bits: 
 
 def preconditions_hold(layout: Layout, inputs: Mapping[str, np.ndarray]) -> dict[str, bool]:
     """Decide each precondition exactly, in rational arithmetic."""
-    env = {k: to_fraction(v) for k, v in inputs.items()}
+    needed: set[str] = set()
+    for pre in layout.preconditions.values():
+        needed |= free_names(pre.expr)
+    env = {k: to_fraction(v) for k, v in inputs.items() if k in needed}  # Fractions are slow: only what is used
     ops = FractionOps()
     out: dict[str, bool] = {}
     for name, pre in layout.preconditions.items():
@@ -220,24 +165,39 @@ def evaluate(
     identities: Sequence[Identity],
     *,
     start_bits: int = START_BITS,
+    engine: "str | Engine | None" = None,
+    cache: "OracleCache | None" = None,
 ) -> OracleEvaluation:
-    """Certified forward values and identity values for one case."""
+    """Certified forward values and identity values for one case.
+
+    ``engine``: the arithmetic (:mod:`conformance.engine`; default mpmath
+    intervals). ``cache``: an on-disk cache of results
+    (:class:`conformance.oracle_cache.OracleCache`), consulted first and
+    filled after a computation.
+    """
+    eng = get_engine(engine)
+    if cache is not None:
+        hit = cache.get(eng, layout, inputs, identities, start_bits)
+        if hit is not None:
+            return hit
     pre = preconditions_hold(layout, inputs)
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
 
-    def run() -> tuple[dict[str, np.ndarray], dict[Expr, np.ndarray]]:
-        env = {k: to_iv(v) for k, v in arrays.items()}
-        ops = IvOps()
-        cache: dict[Expr, np.ndarray] = {}
-        _forward(layout, env, ops, cache)
+    def run() -> tuple[dict[str, Any], tuple[dict[Expr, Any], Any]]:
+        ops, env = eng.start(arrays)
+        nodes: dict[Expr, Any] = {}
+        _forward(layout, env, ops, nodes)
         out = {d.name: env[d.name] for d in layout.forward}
         for ident in identities:
-            out[ident.id] = interpret(ident.expr, env, ops, cache)
-        return out, cache
+            out[ident.id] = interpret(ident.expr, env, ops, nodes)
+        return out, (nodes, ops)
 
-    exact, _, nodes, prec = certify(run, start_bits=start_bits)
-    approx = {e: iv_mid_float(v) for e, v in nodes.items()}
-    return OracleEvaluation(values=exact, nodes=approx, preconditions=pre, precision=prec)
+    exact, _, (nodes, ops), prec = certify(run, start_bits=start_bits, engine=eng)
+    approx = eng.approx_all(nodes, ops)
+    ev = OracleEvaluation(values=exact, nodes=approx, preconditions=pre, precision=prec)
+    if cache is not None:
+        cache.put(eng, layout, inputs, identities, start_bits, ev)
+    return ev
 
 
 # --------------------------------------------------------------------------- derivatives
@@ -300,9 +260,19 @@ def verify_identity(
     expr: Expr | None = None,
     ignore_requires: bool = False,
     start_bits: int = START_BITS,
+    cache: "OracleCache | None" = None,
 ) -> Verification:
     """Check ``identity`` (or another closed form ``expr`` claimed for the same derivative) against the
-    dual-number derivative of the forward definitions, on one case."""
+    dual-number derivative of the forward definitions, on one case. ``cache``: an on-disk cache of
+    verdicts (:class:`conformance.oracle_cache.OracleCache`)."""
+    if cache is not None:
+        args = (layout, identity, inputs, sizes, expr, ignore_requires, start_bits)
+        hit = cache.get_verification(*args)
+        if hit is None:
+            hit = verify_identity(layout, identity, inputs, sizes, expr=expr, ignore_requires=ignore_requires,
+                                  start_bits=start_bits)
+            cache.put_verification(*args, hit)
+        return hit
     if any(sizes.get(d) != v for d, v in identity.when.items()):
         return Verification(identity.id, layout.name, "not_applicable", "pinned dimensions do not match this case")
     pre = preconditions_hold(layout, inputs)

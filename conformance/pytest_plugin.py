@@ -29,11 +29,14 @@ from typing import Any
 
 import pytest
 
-from .cases import DEFAULT_SEED, Case, case_strategy, cell_seed
+from .cases import DEFAULT_SEED, Case, case_strategy, cell_seed, deterministic_generation
 from .compare import FAIL, NOT_SUPPORTED, PASS
+from .engine import DEFAULT_ENGINE, ENV_ORACLE, EngineUnavailable, engine_names
 from .errors import BackendNotFound, SpecError
+from .oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from .results import Record, load_results, merge, write_json_atomic
 from .run import Run, identity_applies_to_regime, quantities_of
+from .sharding import Shard, assign, group_units, parse_shard, unit_of
 from .spec import DTYPES, Spec, load_spec
 
 ENV_BACKEND = "GRADCONFORM_BACKEND"
@@ -41,6 +44,7 @@ ENV_BACKEND = "GRADCONFORM_BACKEND"
 _run_key = pytest.StashKey[Run]()
 _spec_key = pytest.StashKey[Spec]()
 _budget_key = pytest.StashKey[list]()
+_shard_key = pytest.StashKey[Shard]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,6 +65,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run the backend in the test process (faster to debug; a crash ends the run)")
     group.addoption("--counterexamples", type=int, default=12,
                     help="how many failing tests get a shrunk minimal counterexample (0: none)")
+    group.addoption("--oracle", default=None, choices=list(engine_names()),
+                    help=f"oracle engine: mpmath (interval arithmetic, the reference) or flint (Arb balls, faster); "
+                         f"default: ${ENV_ORACLE}, else {DEFAULT_ENGINE}")
+    group.addoption("--oracle-cache", default=None, metavar="on|off|DIR",
+                    help=f"cache of oracle results and generated cases: on (default: ${ENV_CACHE}, else "
+                         f"{DEFAULT_DIR}/ in the working directory), off, or a directory")
+    group.addoption("--shard", default=None, metavar="i/N",
+                    help="run only the i-th of N deterministic parts of the suite (whole groups; merge the "
+                         "results files with `gradconform merge`)")
 
 
 def _backend_name(config: pytest.Config) -> str:
@@ -74,12 +87,24 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"gradconform: the spec is invalid: {exc}") from None
     config.stash[_spec_key] = spec
     config.stash[_budget_key] = [int(config.getoption("--counterexamples"))]
+    shard = config.getoption("--shard")
+    if shard is not None:
+        try:
+            config.stash[_shard_key] = parse_shard(shard)
+        except ValueError as exc:
+            raise pytest.UsageError(f"gradconform: {exc}") from None
     try:
         run = Run(spec, _backend_name(config), seed=config.getoption("--seed"), examples=config.getoption("--examples"),
                   timeout=config.getoption("--timeout"), isolate=not config.getoption("--no-isolate"),
-                  device=config.getoption("--device"))
-    except BackendNotFound as exc:
+                  device=config.getoption("--device"), oracle=config.getoption("--oracle"),
+                  cache_dir=resolve_cache_dir(config.getoption("--oracle-cache")))
+    except (BackendNotFound, EngineUnavailable) as exc:
         raise pytest.UsageError(f"gradconform: {exc}") from None
+    if shard is not None:
+        run.shard = str(config.stash[_shard_key])
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        run.worker_name = str(worker.get("workerid", "worker"))
     config.stash[_run_key] = run
     config.pluginmanager.register(_Recorder(run), "gradconform-recorder")
 
@@ -136,6 +161,40 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         mitems = [(prop, lname, dtype) for prop, lname in applicable_properties(spec) for dtype in dtypes]
         metafunc.parametrize("metamorphic_item", mitems, ids=["-".join(m) for m in mitems])
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """(xdist) With ``-n N`` or ``--dist loadgroup``, hand out whole groups (conformance/xdist_scheduling.py):
+    a group's cases, oracle values and backend replies are then computed once."""
+    if config.getvalue("dist") in ("load", "loadgroup"):
+        from .xdist_scheduling import make_scheduler
+
+        return make_scheduler(config, log)
+    return None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep only this shard's units of work (whole groups; see conformance/sharding.py)."""
+    spec = config.stash.get(_spec_key, None)
+    if spec is None:
+        return
+    shard = config.stash.get(_shard_key, None)
+    owner = assign(group_units(spec, config.getoption("--examples")), shard.count) if shard is not None else {}
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        unit = unit_of(callspec.params) if callspec is not None else None
+        if unit is None:
+            kept.append(item)
+            continue
+        if shard is not None and owner.get(unit, 1) != shard.index:
+            dropped.append(item)
+            continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -233,10 +292,12 @@ class Checker:
             return any(r.quantity == qid and r.status == FAIL and r.detail == detail for r in recs)
 
         try:
-            found = find(strategy, fails,
-                         settings=settings(max_examples=60, database=None, deadline=None, phases=[Phase.generate, Phase.shrink],
-                                           suppress_health_check=list(HealthCheck)),
-                         random=random.Random(cell_seed(self.run.seed, "shrink", qid, layout, dtype, regime)))
+            with deterministic_generation():
+                found = find(strategy, fails,
+                             settings=settings(max_examples=60, database=None, deadline=None,
+                                               phases=[Phase.generate, Phase.shrink],
+                                               suppress_health_check=list(HealthCheck)),
+                             random=random.Random(cell_seed(self.run.seed, "shrink", qid, layout, dtype, regime)))
         except NoSuchExample:
             return None
         recs, _ = self.run.evaluate_case(found, only=[qid])

@@ -203,7 +203,7 @@ def merge(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     cases = {c["id"]: c for c in first["cases"]}
     records = {(r["quantity"], r["layout"], r["dtype"], r["case"]): r for r in first["records"]}
     extra: dict[str, dict[Any, Any]] = {k: {} for k in ("counterexamples", "verifications", "tests", "refutations",
-                                                         "metamorphic")}
+                                                         "metamorphic", "groups")}
     for name in extra:
         for item in first.get(name, []):
             extra[name][json.dumps(item, sort_keys=True)] = item

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import __version__, oracle
 from .backend import Model, Quantity, Request
+from .case_cache import CaseCache
+from .engine import get_engine
+from .oracle_cache import OracleCache
 from .bounds import ErrorBounds
+from .bounds_cache import CachedBounds
 from .cases import DEFAULT_SEED, Case, generate_cases
 from .compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT, compare
 from .diagnose import CaseDiagnoser, refine_group
@@ -55,6 +60,13 @@ def identity_applies_to_regime(spec: Spec, identity: Identity, regime: str) -> b
     return any(all(f.sizes.get(d) == v for d, v in identity.when.items()) for f in families)
 
 
+def _same_request(a: Request, b: Request) -> bool:
+    """Whether a prefetched request is the one asked for (same case inputs, dtype and quantities)."""
+    return (a.dtype == b.dtype and tuple(q.id for q in a.quantities) == tuple(q.id for q in b.quantities)
+            and a.inputs.keys() == b.inputs.keys()
+            and all(a.inputs[k] is b.inputs[k] or (a.inputs[k].tobytes() == b.inputs[k].tobytes()) for k in a.inputs))
+
+
 @dataclass
 class Group:
     layout: str
@@ -73,8 +85,14 @@ class Run:
     """A run of the suite for one backend. Use as a context manager (it owns a worker process)."""
 
     def __init__(self, spec: Spec, backend: str, *, seed: int = DEFAULT_SEED, examples: int | None = None,
-                 timeout: float = 60.0, isolate: bool = True, device: str = "cpu") -> None:
+                 timeout: float = 60.0, isolate: bool = True, device: str = "cpu", oracle: str | None = None,
+                 cache_dir: str | Path | None = None) -> None:
         self.spec = spec
+        self.engine = get_engine(oracle)  # EngineUnavailable for an unknown or missing engine: a usage error
+        self.oracle_cache = OracleCache(cache_dir) if cache_dir is not None else None
+        self.shard: str | None = None  # "i/N" when this run is one shard of a suite
+        self.worker_name = "main"  # which process computed the groups (an xdist worker id, for instance)
+        self.case_cache = CaseCache(cache_dir) if cache_dir is not None else None
         self.ref = registry.find(backend)  # BackendNotFound for an unknown name: a usage error
         self.seed = seed
         self.examples = examples
@@ -85,6 +103,8 @@ class Run:
         self._info: BackendInfo | None = None
         self._groups: dict[tuple[str, str, str], Group] = {}
         self._verifications: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._cases: dict[tuple[Any, ...], list[Case]] = {}
+        self._prefetched: dict[str, tuple[Request, Any]] = {}
         self.counterexamples: list[dict[str, Any]] = []
         self.tests: list[dict[str, Any]] = []
         self.refutations: list[dict[str, Any]] = []  # negative identities (conformance.negative), backend-free
@@ -116,19 +136,61 @@ class Run:
         if key not in self._groups:
             start = time.perf_counter()
             g = Group(layout, dtype, regime)
-            g.cases = generate_cases(self.spec, layout, dtype, regime, seed=self.seed, examples=self.examples)
+            g.cases = self.cases(layout, dtype, regime)
+            self._prefetch(g.cases)
             for case in g.cases:
                 records, bits = self.evaluate_case(case)
                 g.records.extend(records)
                 g.precision[case.id] = bits
             g.records = refine_group(g.records, self.spec, regime)
+            self._prefetched.clear()
             g.seconds = time.perf_counter() - start
             self._groups[key] = g
         return self._groups[key]
 
+    def cases(self, layout: str, dtype: str, regime: str, *, examples: int | None | str = "run") -> list[Case]:
+        """The cases of (layout, dtype, regime) with this run's seed (``examples``: the run's setting unless
+        given): generated once per process, and kept in the case cache when there is one."""
+        n = self.examples if examples == "run" else examples
+        key = (self.spec.sha256, layout, dtype, regime, self.seed, n)
+        if key in self._cases:
+            return self._cases[key]
+        hit = self.case_cache.get(*key) if self.case_cache is not None else None
+        if hit is None:
+            hit = generate_cases(self.spec, layout, dtype, regime, seed=self.seed, examples=n)  # type: ignore[arg-type]
+            if self.case_cache is not None:
+                self.case_cache.put(*key, hit)  # type: ignore[arg-type]
+        self._cases[key] = hit
+        return hit
+
     @property
     def groups(self) -> Mapping[tuple[str, str, str], Group]:
         return self._groups
+
+    # ------------------------------------------------------------------ backend calls, batched per group
+    def _prefetch(self, cases: Sequence[Case]) -> None:
+        """Send a group's requests to the backend in one message (one round trip to the worker process
+        instead of one per case); :meth:`evaluate_case` then takes its reply from here. The requests are
+        the ones it would send (the applicable identities need only the exact preconditions)."""
+        batch: list[tuple[str, Request]] = []
+        for case in cases:
+            if not self.supports(case.dtype):
+                continue
+            lay = self.spec.layouts[case.layout]
+            pre = oracle.preconditions_hold(lay, case.inputs)
+            idents = [i for i in lay.identities if oracle.applicable(i, case.sizes, pre)]
+            batch.append((case.id, self.request_for(case, idents)))
+        if len(batch) < 2:
+            return
+        replies = self.worker.evaluate_many([r for _, r in batch])
+        for (cid, req), rep in zip(batch, replies):
+            self._prefetched[cid] = (req, rep)
+
+    def _reply(self, case: Case, request: Request) -> Any:
+        hit = self._prefetched.pop(case.id, None)
+        if hit is not None and _same_request(hit[0], request):
+            return hit[1]
+        return self.worker.evaluate(request)
 
     # ------------------------------------------------------------------ one case
     def request_for(self, case: Case, identities: Sequence[Identity]) -> Request:
@@ -161,19 +223,21 @@ class Run:
             return out
 
         try:
-            ev = oracle.evaluate(lay, case.inputs, sized)
+            ev = oracle.evaluate(lay, case.inputs, sized, engine=self.engine, cache=self.oracle_cache)
         except (OracleError, ArithmeticError) as exc:
             return everything(ERROR, "oracle", f"the oracle failed on this case: {exc}", sized), 0
         idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
         if not self.supports(case.dtype):
             reason = self.info.reason if not self.info.available else f"dtype {case.dtype} is not supported"
             return everything(NOT_SUPPORTED, "backend", reason, idents), ev.precision
-        reply = self.worker.evaluate(self.request_for(case, idents))
+        reply = self._reply(case, self.request_for(case, idents))
         if reply.status != "ok":
             status = {"crashed": CRASHED, "timed_out": TIMED_OUT, "not_supported": NOT_SUPPORTED}.get(reply.status, ERROR)
             detail = "exception" if status == ERROR else reply.status
             return everything(status, detail, reply.message, idents), ev.precision
-        bounds = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, self.spec.tolerance)
+        bounds: Any = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, self.spec.tolerance) \
+            if self.oracle_cache is None else CachedBounds(self.oracle_cache, self.engine, lay, ev, case.inputs, sized,
+                                                           case.dtype, self.spec.tolerance, oracle.START_BITS)
         kappa = self.spec.tolerance.safety_factor
         diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype)
         records: list[Record] = []
@@ -209,6 +273,8 @@ class Run:
                                       kappa * bound + get_format(case.dtype).eta, ident)
             records.append(make_record(quantity=qid, kind=kind, status=cmp.status, comparison=cmp, diagnosis=diagnosis,
                                        **ctx))
+        if isinstance(bounds, CachedBounds):
+            bounds.flush()
         return records, ev.precision
 
     # ------------------------------------------------------------------ spec self-check
@@ -223,13 +289,13 @@ class Run:
             for regime in self.spec.regimes:
                 if not identity_applies_to_regime(self.spec, ident, regime):
                     continue
-                cases = generate_cases(self.spec, layout, "float64", regime, seed=self.seed, examples=1)
+                cases = self.cases(layout, "float64", regime, examples=1)
                 checked = 0
                 for case in cases:
                     if checked >= per_regime:
                         break
                     try:
-                        v = oracle.verify_identity(lay, ident, case.inputs, case.sizes)
+                        v = oracle.verify_identity(lay, ident, case.inputs, case.sizes, cache=self.oracle_cache)
                     except (GradconformError, ArithmeticError) as exc:
                         out.append({"identity": identity, "layout": layout, "case": case.to_json(),
                                     "verdict": "error", "reason": str(exc)})
@@ -246,6 +312,18 @@ class Run:
         return self._verifications[key]
 
     # ------------------------------------------------------------------ results
+    def oracle_section(self) -> dict[str, Any]:
+        """The results file's ``oracle``: the engine and its version, the precision settings, the cache."""
+        out: dict[str, Any] = dict(self.engine.describe())
+        out.update(start_bits=oracle.START_BITS, max_bits=oracle.MAX_BITS, target_bits=oracle.TARGET_BITS,
+                   tie_bits=oracle.TIE_BITS)
+        if self.oracle_cache is not None and self.case_cache is not None:
+            out["cache"] = {"path": str(self.oracle_cache.root), "oracle": self.oracle_cache.stats,
+                            "cases": self.case_cache.stats}
+        else:
+            out["cache"] = None
+        return out
+
     def document(self) -> dict[str, Any]:
         info = self.info
         cases: list[dict[str, Any]] = []
@@ -257,6 +335,8 @@ class Run:
                 cases.append(cj)
             records.extend(r.to_json() for r in g.records)
         verifs = [v for vs in self._verifications.values() for v in vs]
+        groups = [{"layout": g.layout, "dtype": g.dtype, "regime": g.regime, "cases": len(g.cases),
+                   "seconds": round(g.seconds, 4), "worker": self.worker_name} for g in self._groups.values()]
         return {
             "schema": SCHEMA,
             "created": now(),
@@ -269,9 +349,8 @@ class Run:
                         "available": info.available, "reason": info.reason, "versions": dict(info.versions),
                         "dtypes": list(info.dtypes), "device": self.device},
             "environment": environment(),
-            "oracle": {"engine": "mpmath-interval", "start_bits": oracle.START_BITS, "max_bits": oracle.MAX_BITS,
-                       "target_bits": oracle.TARGET_BITS},
-            "settings": {"seed": self.seed, "examples": self.examples, "timeout": self.timeout,
+            "oracle": self.oracle_section(),
+            "settings": {"seed": self.seed, "examples": self.examples, "timeout": self.timeout, "shard": self.shard,
                          "isolate": self.isolate, "safety_factor": self.spec.tolerance.safety_factor,
                          "dtypes": [d for d in DTYPES if d in self.spec.tolerance.accumulate],
                          "layouts": list(self.spec.layouts), "regimes": list(self.spec.regimes)},
@@ -282,6 +361,7 @@ class Run:
             "tests": list(self.tests),
             "refutations": list(self.refutations),
             "metamorphic": list(self.metamorphic),
+            "groups": groups,
         }
 
 

@@ -115,6 +115,10 @@ def _serve(conn: Any, ref: BackendRef, device: str) -> None:  # runs in the chil
             return
         if request is None:
             return
+        if isinstance(request, list):  # a batch: one reply per request, each sent as soon as it is ready
+            for r in request:
+                conn.send(_call(backend, r))
+            continue
         conn.send(_call(backend, request))
 
 
@@ -207,6 +211,57 @@ class Worker:
                                             "it will be restarted", seconds=time.perf_counter() - start)
         return reply
 
+    def evaluate_many(self, requests: list[Request]) -> list[Reply]:
+        """Replies to several requests, sent in one message (one round trip instead of one per request).
+
+        The verdicts are those of calling :meth:`evaluate` on each in turn: the
+        worker answers each request separately, each answer is awaited for at
+        most ``timeout`` seconds, and a request that crashes or hangs the worker
+        gets that verdict while the worker restarts for the rest.
+        """
+        replies: list[Reply] = []
+        pending = list(requests)
+        while pending:
+            if not self._alive():
+                info = self.start()
+                self.restarts += 1
+                if not info.available:
+                    replies += [Reply("error", message=f"backend unavailable: {info.reason}") for _ in pending]
+                    return replies
+            if len(pending) == 1:
+                replies.append(self.evaluate(pending.pop()))
+                continue
+            try:
+                self._conn.send(pending)
+            except (OSError, EOFError) as exc:
+                self._kill()
+                replies.append(Reply("crashed", message=f"could not send the request: the backend process is gone "
+                                                        f"({exc})"))
+                pending.pop(0)
+                continue
+            while pending:
+                start = time.perf_counter()
+                if not self._conn.poll(self.timeout):
+                    self._kill()
+                    replies.append(Reply("timed_out", message=f"no answer within {self.timeout:g} s; the backend "
+                                                              "process was killed and will be restarted",
+                                         seconds=time.perf_counter() - start))
+                    pending.pop(0)
+                    break
+                try:
+                    replies.append(self._conn.recv())
+                except (EOFError, OSError):
+                    self._proc.join(5)
+                    code = self._proc.exitcode
+                    self._kill()
+                    replies.append(Reply("crashed", message=f"the backend process died while evaluating "
+                                                            f"({_exit_description(code)}); it will be restarted",
+                                         seconds=time.perf_counter() - start))
+                    pending.pop(0)
+                    break
+                pending.pop(0)
+        return replies
+
     def close(self) -> None:
         if self._alive():
             try:
@@ -243,6 +298,9 @@ class InlineWorker:
             if self.backend is None:
                 return Reply("error", message=f"backend unavailable: {info.reason}")
         return _call(self.backend, request)
+
+    def evaluate_many(self, requests: list[Request]) -> list[Reply]:
+        return [self.evaluate(r) for r in requests]
 
     def close(self) -> None:
         self.backend = None

@@ -1,0 +1,83 @@
+"""A group's requests go to the backend worker in one message; the verdicts are those of one call per case."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from conformance.backend import Request
+from conformance.registry import find
+from conformance.worker import Worker
+from impls.numpy import NumpyBackend
+
+
+class Fragile(NumpyBackend):
+    """Crashes the process when x[0, 0] is 2, hangs when it is 3, raises when it is 4; else numpy."""
+
+    name = "fragile"
+
+    def evaluate(self, request: Request) -> Mapping[str, Any]:
+        marker = float(np.asarray(request.inputs["x"]).reshape(-1)[0])
+        if marker == 2.0:
+            os._exit(3)
+        if marker == 3.0:
+            time.sleep(60)
+        if marker == 4.0:
+            raise RuntimeError("deliberate")
+        return super().evaluate(request)
+
+
+def _requests(seed_spec, markers):
+    from conformance.run import Run
+
+    run = Run(seed_spec, "numpy", isolate=False)
+    lay = seed_spec.layouts["row"]
+    rng = np.random.default_rng(0)
+    out = []
+    for m in markers:
+        x = rng.standard_normal((1, 5))
+        x[0, 0] = m
+        inputs = {"x": x, "W1": rng.standard_normal((5, 3)), "b1": rng.standard_normal((1, 3)),
+                  "W2": rng.standard_normal((3, 5)), "b2": rng.standard_normal((1, 5)), "y": np.eye(5)[[1]]}
+        from conformance.cases import Case
+
+        case = Case(f"c{len(out)}", "row", "float64", "benign", "seed", {"n": 1, "d_in": 5, "hidden": 3, "d_out": 5},
+                    None, inputs)
+        out.append(run.request_for(case, [i for i in lay.identities if i.kind == "gradient"]))
+    return out
+
+
+def test_batch_gives_the_verdicts_of_single_calls(seed_spec):
+    markers = [0.5, 2.0, 0.25, 4.0, 3.0, 0.75]
+    reqs = _requests(seed_spec, markers)
+    ref = find("tests.test_batching:Fragile")
+    with Worker(ref, timeout=3.0) as w:
+        w.start()
+        batch = w.evaluate_many(reqs)
+    with Worker(ref, timeout=3.0) as w:
+        w.start()
+        single = [w.evaluate(r) for r in reqs]
+    assert [r.status for r in batch] == ["ok", "crashed", "ok", "error", "timed_out", "ok"]
+    assert [r.status for r in batch] == [r.status for r in single]
+    for b, s in zip(batch, single):
+        if b.status == "ok":
+            assert b.values.keys() == s.values.keys()
+            for k in b.values:
+                assert np.array_equal(b.values[k], s.values[k])
+
+
+def test_a_run_sends_one_message_per_group(seed_spec, monkeypatch):
+    from conformance.run import Run
+
+    with Run(seed_spec, "numpy", examples=1) as run:
+        run.info
+        sent: list[int] = []
+        orig_many, orig_one = run.worker.evaluate_many, run.worker.evaluate
+        monkeypatch.setattr(run.worker, "evaluate_many", lambda reqs: sent.append(len(reqs)) or orig_many(reqs))
+        monkeypatch.setattr(run.worker, "evaluate", lambda req: sent.append(-1) or orig_one(req))
+        g = run.group("row", "float32", "large_logits")
+    assert sent == [len(g.cases)] and len(g.cases) > 1
+    assert all(r.status == "pass" for r in g.records)
