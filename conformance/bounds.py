@@ -66,6 +66,7 @@ class ErrorBounds:
         self.wider_acc = self.acc.p > self.fmt.p
         self._inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self._cache: dict[Expr, np.ndarray] = {}
+        self._abs_cache: dict[Expr, np.ndarray] = {}
         self._names: dict[str, np.ndarray] = {}
         for d in layout.forward:
             self._names[d.name] = self.bound(d.expr)
@@ -102,7 +103,10 @@ class ErrorBounds:
         u, eta = self.u, self.eta
         if isinstance(e, Name):
             if e.id in self._inputs:
-                return np.zeros_like(self._inputs[e.id])
+                # inputs are exact, except that a backend which treats subnormal operands as zero
+                # (denormals-are-zero, as JAX on CPU does) reads a subnormal input x as 0: error |x|
+                x = self._inputs[e.id]
+                return np.where((x != 0) & (np.abs(x) < eta), np.abs(x), 0.0)
             return self._names[e.id]
         if isinstance(e, Const):
             return np.full((1, 1), 0.0 if _representable(e.value, self.fmt) else u * abs(float(e.value)))
@@ -128,23 +132,58 @@ class ErrorBounds:
             return self._call(e, v, av)
         raise TypeError(e)  # pragma: no cover
 
+    def absval(self, e: Expr) -> np.ndarray:
+        """The product chain of ``e`` evaluated on absolute values: |A| |B| for A @ B, |A| o |B| for A * B,
+        through transposes, negations and Diag; |value| for anything else (sums, functions, names).
+
+        Why: a backend may associate a chain of products differently from the spec
+        (g @ (W2.T @ Diag(s) @ W1.T) instead of ((g @ W2.T) * s) @ W1.T). Bounding every
+        product's rounding and propagated error with these absolute chains instead of the
+        absolute value of the exact intermediate makes the bound the same for every
+        association (|A||B||C| does not depend on where the parentheses are), at the price of
+        ignoring cancellation inside a product chain. Higham, *Accuracy and Stability*, §3.5.
+        """
+        if e in self._abs_cache:
+            return self._abs_cache[e]
+        if isinstance(e, BinOp) and e.op == "@":
+            out = self.absval(e.left) @ self.absval(e.right)
+        elif isinstance(e, BinOp) and e.op == "*":
+            out = self.absval(e.left) * self.absval(e.right)
+        elif isinstance(e, Transpose):
+            out = self.absval(e.operand).T
+        elif isinstance(e, Neg):
+            out = self.absval(e.operand)
+        elif isinstance(e, Call) and e.fn == "Diag":
+            out = np.diag(self.absval(e.args[0]).reshape(-1))
+        else:
+            out = np.abs(self.value(e))
+        self._abs_cache[e] = out
+        return out
+
     def _binop(self, e: BinOp, v: np.ndarray, av: np.ndarray) -> np.ndarray:
         x, y = self.value(e.left), self.value(e.right)
         ex, ey = self.bound(e.left), self.bound(e.right)
-        ax, ay = np.abs(x), np.abs(y)
         if e.op in "+-":
-            return ex + ey + self.u * av
+            # a sum is exact when it underflows (gradual underflow), but flushed to zero by FTZ backends
+            return ex + ey + self.u * av + self.eta
         if e.op == "*":
-            return ay * ex + ax * ey + ex * ey + self._store(v)
+            # a factor that is exactly 0 (an exact zero input, error 0) makes the product exactly 0
+            # whatever the other factor's error, unless that factor is not finite, and then the
+            # product is NaN, which the comparison rejects on its own: 0 * inf counts as 0 here
+            ax, ay = self.absval(e.left), self.absval(e.right)
+            return _times(ay, ex) + _times(ax, ey) + _times(ex, ey) + self.u * self.absval(e) + self.eta
         if e.op == "/":
+            ay = np.abs(y)
             denom = ay - ey
             out = (ex + av * ey) / denom + self._store(v)
             return np.where(denom > 0, out, _INF)
         if e.op == "@":
             k = x.shape[1]
-            out = ax @ ey + ex @ ay + ex @ ey + gamma(k, self.ua) * (ax @ ay) + k * self.acc.eta + self.eta
+            ax, ay = self.absval(e.left), self.absval(e.right)
+            out = (_mm(ax, ey) + _mm(ex, ay) + _mm(ex, ey) + gamma(k, self.ua) * (ax @ ay)
+                   + k * self.acc.eta + self.eta)
             if self.wider_acc:
-                out = out + self.u * av
+                out = out + self.u * (ax @ ay)
             return out
         raise ValueError(e.op)  # pragma: no cover
 
@@ -165,9 +204,7 @@ class ErrorBounds:
         if fn == "exp":
             return av * np.expm1(ex) + c * av + self.eta
         if fn == "log":
-            rel = ex / ax
-            prop = np.where(rel < 1, -np.log1p(-np.minimum(rel, 1.0)), _INF)
-            return prop + c * av + self.eta
+            return self._log(ax, ex) + c * av + self.eta
         if fn == "sigmoid":
             # sigmoid' is unimodal: its largest value on [x - e, x + e] is at the point nearest 0
             dist = np.maximum(ax - ex, 0.0)
@@ -194,6 +231,27 @@ class ErrorBounds:
         if fn in ("log_softmax", "logsumexp"):
             return self._logsumexp_family(fn, x, ex, v, e.axis, c)
         raise ValueError(f"no error-bound rule for {fn!r}")  # pragma: no cover
+
+    def _log(self, x: np.ndarray, ex: np.ndarray) -> np.ndarray:
+        """Propagated error of log: the largest |log t - log x| over the t a computation may hand to log.
+
+        With |t - x| <= e and e < x: max(log((x + e) / x), -log((x - e) / x)) = -log1p(-e/x).
+        When e >= x (the argument may have underflowed, e.g. a probability below 2**emin) the
+        interval reaches 0, but a *finite* logarithm needs t > 0, and a positive number of the dtype
+        is at least its smallest subnormal: t is in [max(x - e, tiny), x + e]. A t of 0 gives -inf,
+        which the comparison rejects on its own (the exact value is finite). Without this the bound
+        of the loss was infinite wherever the labelled class's probability underflows, and any
+        finite loss (log(yhat + 1e-7) included) passed there.
+        """
+        tiny = self.fmt.tiny
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = ex / x
+            regular = -np.log1p(-np.minimum(rel, 0.5))
+            up = np.log1p(rel)
+            low = np.maximum(x - ex, tiny)
+            down = np.where(low < x, np.log(x) - np.log(low), 0.0)
+        out = np.where(rel <= 0.5, regular, np.maximum(up, down))
+        return np.where(x > 0, out, _INF)
 
     def _softmax(self, x: np.ndarray, ex: np.ndarray, y: np.ndarray, axis: int | None, c: float) -> np.ndarray:
         """softmax_i = exp(x_i - m) / sum_j exp(x_j - m), m the maximum.
@@ -248,6 +306,21 @@ class ErrorBounds:
             return out.reshape(v.shape) if axis is None else out
         out = es + prop + local + self.u * (z + np.abs(v.reshape(xs.shape)))
         return out.reshape(v.shape)
+
+
+def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a * b for nonnegative arrays, with 0 * inf = 0."""
+    out = a * b
+    return np.where((a == 0) | (b == 0), 0.0, out)
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for nonnegative arrays, with 0 * inf = 0 (an infinite bound times an exact zero)."""
+    ia, ib = np.isinf(a), np.isinf(b)
+    if not (ia.any() or ib.any()):
+        return a @ b
+    reaches_inf = (ia.astype(float) @ (b != 0).astype(float) + (a != 0).astype(float) @ ib.astype(float)) > 0
+    return np.where(reaches_inf, _INF, np.where(ia, 0.0, a) @ np.where(ib, 0.0, b))
 
 
 def _reduce(a: np.ndarray, axis: int | None) -> np.ndarray:

@@ -25,7 +25,7 @@ from .spec import DTYPES, Identity, Layout, Spec
 from .worker import BackendInfo, make_worker
 from . import registry
 
-__all__ = ["Run", "Group", "QuantityDecl", "quantities_of", "identity_applies_to_regime"]
+__all__ = ["Run", "RunCache", "Group", "QuantityDecl", "quantities_of", "identity_applies_to_regime"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,17 @@ def identity_applies_to_regime(spec: Spec, identity: Identity, regime: str) -> b
 
 
 @dataclass
+class RunCache:
+    """Work that depends on the spec, the seed and the cases only, not on the backend: the generated
+    cases of each group and the oracle's evaluation of each case. Runs of several backends over the
+    same spec and seed (the harness's own accuracy tests, checker comparisons) share one, so the oracle
+    runs once per case. Never share one between different specs."""
+
+    cases: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
+    oracle: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
+
+
+@dataclass
 class Group:
     layout: str
     dtype: str
@@ -71,8 +82,10 @@ class Run:
     """A run of the suite for one backend. Use as a context manager (it owns a worker process)."""
 
     def __init__(self, spec: Spec, backend: str, *, seed: int = DEFAULT_SEED, examples: int | None = None,
-                 timeout: float = 60.0, isolate: bool = True, device: str = "cpu") -> None:
+                 timeout: float = 60.0, isolate: bool = True, device: str = "cpu",
+                 cache: RunCache | None = None) -> None:
         self.spec = spec
+        self.cache = cache
         self.ref = registry.find(backend)  # BackendNotFound for an unknown name: a usage error
         self.seed = seed
         self.examples = examples
@@ -112,7 +125,13 @@ class Run:
         if key not in self._groups:
             start = time.perf_counter()
             g = Group(layout, dtype, regime)
-            g.cases = generate_cases(self.spec, layout, dtype, regime, seed=self.seed, examples=self.examples)
+            ckey = (layout, dtype, regime, self.seed, self.examples)
+            if self.cache is not None and ckey in self.cache.cases:
+                g.cases = self.cache.cases[ckey]
+            else:
+                g.cases = generate_cases(self.spec, layout, dtype, regime, seed=self.seed, examples=self.examples)
+                if self.cache is not None:
+                    self.cache.cases[ckey] = g.cases
             for case in g.cases:
                 records, bits = self.evaluate_case(case)
                 g.records.extend(records)
@@ -154,7 +173,12 @@ class Run:
             return out
 
         try:
-            ev = oracle.evaluate(lay, case.inputs, sized)
+            okey = (case.id, tuple(i.id for i in sized))
+            ev = self.cache.oracle.get(okey) if self.cache is not None else None
+            if ev is None:
+                ev = oracle.evaluate(lay, case.inputs, sized)
+                if self.cache is not None:
+                    self.cache.oracle[okey] = ev
         except (OracleError, ArithmeticError) as exc:
             return everything(ERROR, "oracle", f"the oracle failed on this case: {exc}", sized), 0
         idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
