@@ -20,8 +20,8 @@ results back (Jacobians: numerator <-> denominator layout).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Callable, ClassVar, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
