@@ -90,13 +90,14 @@ def test_log_of_yhat_plus_epsilon_is_flagged_in_the_loss_only(seed_spec):
     for regime in ("benign", "onehot", "saturated_sigmoid", "tiny_inputs"):
         rs = [r for r in records if r.dtype == "float64" and r.regime == regime and r.quantity == "L"]
         assert rs and all(r.status != PASS for r in rs), regime
-    # every dtype whose resolution can see it catches it where the labelled probability is tiny
-    for dtype in ("float64", "float32", "bfloat16"):
-        rs = [r for r in records if r.dtype == dtype and r.regime == "unlikely_class" and r.quantity == "L"
-              and r.magnitude == 30.0]
+    # every dtype catches it where the labelled probability is tiny (log(1e-7) = -16 instead of -30 ... -1000),
+    # including where that probability underflows the dtype (the fused loss stays exact there)
+    for dtype in DTYPES:
+        rs = [r for r in records if r.dtype == dtype and r.regime == "unlikely_class" and r.quantity == "L"]
         assert rs and all(r.status != PASS for r in rs), dtype
-    # float16 cannot tell: 1e-7 is two subnormal ulps of float16, below what a correct float16 loss resolves
-    assert not [r for r in bad if r.dtype == "float16"]
+    # float16 cannot tell in the ordinary regimes: 1e-7 is two subnormal ulps of float16, far below what a
+    # correct float16 loss resolves when yhat is not small
+    assert not [r for r in bad if r.dtype == "float16" and r.regime in ("benign", "onehot", "tiny_inputs")]
     per = {d: f"{len([r for r in bad if r.dtype == d])}/{len([r for r in records if r.dtype == d and r.quantity == 'L'])}"
            for d in DTYPES}
     print(f"\nlog(yhat + 1e-7): L flagged on {per} cases; float64 benign margin "
