@@ -77,7 +77,9 @@ class ErrorBounds:
         self._inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self._cache: dict[Expr, np.ndarray] = {}
         self._abs_cache: dict[Expr, np.ndarray] = {}
+        self._abs_cache_extra: dict[str, np.ndarray] = {}
         self._names: dict[str, np.ndarray] = {}
+        self._xent = _composed_cross_entropy(layout)
         for d in layout.forward:
             self._names[d.name] = self.bound(d.expr)
 
@@ -158,7 +160,7 @@ class ErrorBounds:
         if isinstance(e, BinOp) and e.op == "@":
             out = self.absval(e.left) @ self.absval(e.right)
         elif isinstance(e, BinOp) and e.op == "*":
-            out = self.absval(e.left) * self.absval(e.right)
+            out = _times(self.absval(e.left), self.absval(e.right))
         elif isinstance(e, Transpose):
             out = self.absval(e.operand).T
         elif isinstance(e, Neg):
@@ -175,7 +177,10 @@ class ErrorBounds:
         ex, ey = self.bound(e.left), self.bound(e.right)
         if e.op in "+-":
             # a sum is exact when it underflows (gradual underflow), but flushed to zero by FTZ backends
-            return ex + ey + self.u * av + self.eta
+            out = ex + ey + self.u * av + self.eta
+            if self._xent is not None and self._is_xent_gradient(e):
+                out = out + self._reverse_mode_allowance()
+            return out
         if e.op == "*":
             # a factor that is exactly 0 (an exact zero input, error 0) makes the product exactly 0
             # whatever the other factor's error, unless that factor is not finite, and then the
@@ -217,7 +222,7 @@ class ErrorBounds:
             arg = e.args[0]
             target = self.layout.definitions.get(arg.id, arg) if isinstance(arg, Name) else arg
             if isinstance(target, Call) and target.fn == "softmax":
-                return self._log_of_softmax(target, ax, ex, v) + c * av + self.eta
+                return self._log_of_softmax(target, ax, ex, v, c * av) + self.eta
             return self._log(ax, ex, v) + c * av + self.eta
         if fn == "sigmoid":
             # sigmoid' is unimodal: its largest value on [x - e, x + e] is at the point nearest 0
@@ -268,7 +273,8 @@ class ErrorBounds:
         out = np.where(rel <= 0.5, regular, np.maximum(up, down))
         return np.where(np.isfinite(lx), out, _INF)
 
-    def _log_of_softmax(self, softmax: Call, x: np.ndarray, ex: np.ndarray, lx: np.ndarray) -> np.ndarray:
+    def _log_of_softmax(self, softmax: Call, x: np.ndarray, ex: np.ndarray, lx: np.ndarray,
+                        own: np.ndarray) -> np.ndarray:
         """log(softmax(theta)): the composed form where it can be finite, and the fused form log_softmax.
 
         A correct backend may evaluate either. The fused form's bound is that of log_softmax. The
@@ -282,7 +288,8 @@ class ErrorBounds:
         smallest subnormal. It cannot be finite at all where the largest value the exponential can take
         before rounding, y exp(p) (1 + rho) times the sum (at most k), is below half the smallest
         subnormal: there only the fused form's bound applies. This keeps the loss informative
-        (log(yhat + 1e-7) is caught) where the labelled class's probability underflows.
+        (log(yhat + 1e-7) is caught) where the labelled class's probability underflows. ``own`` is the
+        rounding error of the log itself (c u |log y|), which only the composed form commits.
         """
         theta = softmax.args[0]
         c_fused = self.policy.elementary("log_softmax") * self.u
@@ -303,9 +310,58 @@ class ErrorBounds:
             down = np.where((r2 < 1) & (low_log >= np.log(tiny)), p - lrho - np.log1p(-np.minimum(r2, 0.999)),
                             np.maximum(lx - np.log(tiny), 0.0))
             composed = np.maximum(up, down)
-            possible = lx + p + l1 + np.log(2.0 * k) >= np.log(tiny / 2)
-        composed = np.where(np.isnan(composed), _INF, composed)
+            possible = lx + p + l1 + np.log(2.0 * k) >= np.log(tiny) - np.log(2.0)  # tiny / 2 underflows in float64
+        composed = np.where(np.isnan(composed), _INF, composed) + own
         return np.where(possible, np.maximum(composed, fused), fused)
+
+    def _is_xent_gradient(self, e: BinOp) -> bool:
+        """Whether ``e`` is ``yhat - y`` or ``yhat * sum(y, axis=k) - y`` for the loss's softmax and labels."""
+        probs, _, labels = self._xent
+        if e.op != "-" or e.right != Name(labels):
+            return False
+        left = e.left
+        if left == Name(probs):
+            return True
+        return (isinstance(left, BinOp) and left.op == "*" and left.left == Name(probs)
+                and isinstance(left.right, Call) and left.right.fn == "sum" and left.right.args == (Name(labels),))
+
+    def _reverse_mode_allowance(self) -> np.ndarray:
+        """The error that reverse mode through the composed loss -sum(y * log(softmax(theta))) adds to
+        dL/dtheta = yhat - y, beyond the closed form's.
+
+        Reverse mode computes g = -y / yhat and then the softmax's vector-Jacobian product. torch
+        multiplies g by the stored yhat again (yhat * (g - sum(g * yhat))); jax differentiates
+        softmax = s / w and multiplies by s_k / w recomputed, which is the stored yhat_k up to that
+        value's rounding eps_k. Either way (first order, three further roundings per term)
+            |error_k| <= y_k (eps_k + 3u) + yhat_k sum_j y_j (eps_j + 3u),
+        eps_j = u + u 2**emin / yhat_j: the relative rounding of a stored probability, normal or
+        subnormal (half a subnormal spacing, u 2**emin, is large relatively when yhat_j is tiny). This
+        is not within a constant factor of the closed form's bound (it divides by the probabilities),
+        so it is added explicitly rather than left to the safety factor. A finite result needs every
+        stored probability of the sample to be positive (y / 0 is inf or NaN otherwise), so eps_j is
+        at most 1/2 + u, and where some probability is certain to underflow to 0 the reverse mode
+        cannot be finite and nothing is added.
+        """
+        if "allowance" in self._abs_cache_extra:
+            return self._abs_cache_extra["allowance"]
+        probs, softmax, labels = self._xent
+        theta = softmax.args[0]
+        ax_ = 1 if softmax.axis is None else softmax.axis
+        y = self._inputs[labels]
+        yhat, p, rho, _ = self._softmax_parts(self.value(theta), self.bound(theta), softmax.axis)
+        yhat, p = yhat.reshape(y.shape), p.reshape(y.shape)
+        rho = np.broadcast_to(rho, p.shape).reshape(y.shape)
+        k = y.shape[ax_]
+        tiny, u = self.fmt.tiny, self.u
+        with np.errstate(all="ignore"):
+            lowest = yhat * np.exp(-np.minimum(p, 700.0)) * (1 - np.minimum(rho, 0.5))
+            highest = yhat * np.exp(np.minimum(p, 700.0)) * (1 + rho)
+            eps = np.minimum(u + u * self.eta / np.maximum(lowest, tiny), 0.5 + u)
+        finite_possible = np.all(highest * 2 * k >= tiny / 2, axis=ax_, keepdims=True)
+        out = y * (eps + 3 * u) + yhat * np.sum(y * (eps + 3 * u), axis=ax_, keepdims=True)
+        out = np.where(finite_possible, out, 0.0)
+        self._abs_cache_extra["allowance"] = out
+        return out
 
     def _softmax_parts(self, x: np.ndarray, ex: np.ndarray, axis: int | None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -326,7 +382,8 @@ class ErrorBounds:
         y = np.exp(z)
         y = y / np.sum(y, axis=ax_, keepdims=True)
         with np.errstate(over="ignore", invalid="ignore"):
-            p = ex + np.log(np.sum(y * np.exp(np.minimum(ex, 700.0)), axis=ax_, keepdims=True))
+            # log sum_j y_j exp(e_j) = log1p(sum_j y_j expm1(e_j)) since sum_j y_j = 1: never below 0
+            p = ex + np.log1p(np.sum(y * np.expm1(np.minimum(ex, 700.0)), axis=ax_, keepdims=True))
         p = np.where(np.isnan(p), _INF, p)
         c = self.policy.elementary("softmax") * self.u
         az = np.abs(z)
@@ -387,9 +444,34 @@ class ErrorBounds:
         return out.reshape(v.shape)
 
 
+def _composed_cross_entropy(layout: Layout) -> tuple[str, Call, str] | None:
+    """(probabilities, their softmax definition, labels) when the loss contains ``labels * log(probs)``
+    with ``probs = softmax(...)``: the loss whose reverse mode divides by the probabilities."""
+    loss = getattr(layout, "loss", None)
+    definitions = getattr(layout, "definitions", {})
+    if not loss or loss not in definitions:
+        return None
+    found: list[tuple[str, Call, str]] = []
+
+    def visit(e: Expr) -> None:
+        if isinstance(e, BinOp) and e.op == "*":
+            for lab, lg in ((e.left, e.right), (e.right, e.left)):
+                if (isinstance(lab, Name) and lab.id not in definitions and isinstance(lg, Call) and lg.fn == "log"
+                        and isinstance(lg.args[0], Name)):
+                    target = definitions.get(lg.args[0].id)
+                    if isinstance(target, Call) and target.fn == "softmax":
+                        found.append((lg.args[0].id, target, lab.id))
+        for child in e.children():
+            visit(child)
+
+    visit(definitions[loss])
+    return found[0] if found else None
+
+
 def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a * b for nonnegative arrays, with 0 * inf = 0."""
-    out = a * b
+    with np.errstate(invalid="ignore"):
+        out = a * b
     return np.where((a == 0) | (b == 0), 0.0, out)
 
 

@@ -52,7 +52,9 @@ class Recipe:
     loss      "fused" (log_softmax), "composed" (log(softmax)), fault "eps" (log(yhat + 1e-7))
     backward  "closed" (yhat - y chained through the closed forms), "autodiff" (the reverse-mode
               graph of the fused loss: -y + exp(log_softmax) * sum(y)), "autodiff-composed" (the
-              reverse-mode graph of log(softmax): g = -y / yhat, then yhat * (g - sum(g * yhat)))
+              reverse-mode graph of log(softmax): g = -y / yhat, then yhat * (g - sum(g * yhat)), as
+              torch does), "autodiff-composed-sw" (the same with softmax differentiated as s / w, as
+              jax does: yhat is divided out and s / w recomputed)
     assoc     "left" (the spec's association) or "right" (matrix chains multiplied right to left,
               weight gradients as sums of per-sample outer products)
     bias      "separate" (round x W, then add b) or "fused" (add b inside the accumulator)
@@ -212,6 +214,13 @@ def forward_backward(inputs: Mapping[str, np.ndarray], dtype: str, recipe: Recip
         g_yhat = ar.r(-y / yhat)
         g = ar.r(yhat * ar.r(g_yhat - ar.sum(ar.r(g_yhat * yhat), 1)))
         general = g
+    elif recipe.backward == "autodiff-composed-sw":
+        zz = ar.r(theta - np.max(theta, axis=1, keepdims=True))
+        s_ = ar.exp(zz)
+        w = ar.sum(s_, 1)
+        g_yhat = ar.r(-y / yhat)
+        g = ar.r(ar.r(ar.r(g_yhat / w) * s_) - ar.r(s_ * ar.r(ar.sum(ar.r(g_yhat * s_), 1) / ar.r(w * w))))
+        general = g
     else:
         g = ar.r(yhat - y)
     if recipe.dsigmoid == "h-hh":
@@ -304,6 +313,7 @@ CORRECT: dict[str, Recipe] = {
     "composed-loss": Recipe(loss="composed", assoc="right", order="reverse"),
     "right-assoc": Recipe(assoc="right", bias="fused", sigmoid="naive"),
     "autodiff-composed": Recipe(backward="autodiff-composed", loss="composed", dsigmoid="chain3"),
+    "autodiff-composed-sw": Recipe(backward="autodiff-composed-sw", loss="composed", order="pairwise"),
     "wide-compute": Recipe(compute=(("float16", "float32"), ("bfloat16", "float32"), ("float32", "float64")),
                            acc="float64"),
 }
