@@ -27,20 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from conformance.bounds import ErrorBounds  # noqa: E402
-from conformance.expr import Call, Expr, interpret  # noqa: E402
+from conformance.expr import Expr, interpret  # noqa: E402
 from conformance.formats import get_format  # noqa: E402
 from conformance.parse import parse_expr  # noqa: E402
 from conformance.spec import load_spec  # noqa: E402
 from impls.numpy import NumpyOps  # noqa: E402
 
 DTYPES = ("float32", "bfloat16", "float16")
-
-
-class ExactOps(NumpyOps):
-    """float64 values of every node, with the cancellation-free forms where it matters."""
-
-    def __init__(self) -> None:
-        super().__init__("float64")
 
 
 def bounds_for(definitions: list[tuple[str, str]], inputs: dict[str, np.ndarray], dtype: str, policy
@@ -53,10 +46,10 @@ def bounds_for(definitions: list[tuple[str, str]], inputs: dict[str, np.ndarray]
         names.add(name)
     layout = SimpleNamespace(forward=forward, definitions={d.name: d.expr for d in forward}, loss="L")
     env = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
-    nodes: dict[Expr, np.ndarray] = {}
+    nodes: dict[Expr, np.ndarray] = {}  # float64 values of every node: the bound needs them to ~1e-16 only
     with np.errstate(all="ignore"):
         for d in forward:
-            env[d.name] = interpret(d.expr, env, ExactOps(), nodes)
+            env[d.name] = interpret(d.expr, env, NumpyOps("float64"), nodes)
     return ErrorBounds(layout, nodes, inputs, dtype, policy), {d.name: d.expr for d in forward}
 
 

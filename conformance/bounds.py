@@ -24,11 +24,15 @@ rule; in short:
 * every result that may underflow, or be flushed to zero by an FTZ backend, adds
   eta = 2**emin; a subnormal input may be read as 0 (DAZ): its error is |x|;
 * a logarithm whose argument may have underflowed is bounded through the
-  smallest positive number of the dtype (a finite log needs a positive argument).
+  smallest positive number of the dtype (a finite log needs a positive argument);
+  log(softmax) is bounded for both its composed and its fused (log_softmax) form;
+* the gradient of the composed cross-entropy, ``yhat - y``, gets the explicit
+  error of reverse mode through log(softmax), which divides by the probabilities
+  and so is not within a constant factor of the closed form's bound.
 
 A component passes when ``|computed - exact| <= safety_factor * e + eta``; the
-safety factor (2 in the seed spec) covers the correct evaluation forms other
-than the spec's own (docs/tolerances.md, "Why 2"). Exact values (from the
+safety factor (3 in the seed spec) covers the correct evaluation forms other
+than the spec's own (docs/tolerances.md, "Why 3"). Exact values (from the
 oracle) stand in for the computed ones inside the bound; the difference is of
 second order in u.
 """
@@ -77,7 +81,7 @@ class ErrorBounds:
         self._inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self._cache: dict[Expr, np.ndarray] = {}
         self._abs_cache: dict[Expr, np.ndarray] = {}
-        self._abs_cache_extra: dict[str, np.ndarray] = {}
+        self._memo: dict[str, np.ndarray] = {}
         self._names: dict[str, np.ndarray] = {}
         self._xent = _composed_cross_entropy(layout)
         for d in layout.forward:
@@ -342,8 +346,8 @@ class ErrorBounds:
         at most 1/2 + u, and where some probability is certain to underflow to 0 the reverse mode
         cannot be finite and nothing is added.
         """
-        if "allowance" in self._abs_cache_extra:
-            return self._abs_cache_extra["allowance"]
+        if "allowance" in self._memo:
+            return self._memo["allowance"]
         probs, softmax, labels = self._xent
         theta = softmax.args[0]
         ax_ = 1 if softmax.axis is None else softmax.axis
@@ -360,7 +364,7 @@ class ErrorBounds:
         finite_possible = np.all(highest * 2 * k >= tiny / 2, axis=ax_, keepdims=True)
         out = y * (eps + 3 * u) + yhat * np.sum(y * (eps + 3 * u), axis=ax_, keepdims=True)
         out = np.where(finite_possible, out, 0.0)
-        self._abs_cache_extra["allowance"] = out
+        self._memo["allowance"] = out
         return out
 
     def _softmax_parts(self, x: np.ndarray, ex: np.ndarray, axis: int | None
