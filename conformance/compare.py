@@ -72,15 +72,12 @@ class Comparison:
 
 
 def _hist(ulps: np.ndarray) -> tuple[int, ...]:
-    counts = [0] * ULP_BUCKETS
-    for v in ulps.reshape(-1).tolist():
-        if not math.isfinite(v):
-            counts[-1] += 1
-        elif v == 0:
-            counts[0] += 1
-        else:
-            counts[min(int(math.floor(math.log2(v))) + 1, 32)] += 1
-    return tuple(counts)
+    v = np.asarray(ulps, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.where(v > 0, np.floor(np.log2(np.where(v > 0, v, 1.0))) + 1, 0.0)
+    b = np.where(finite, np.minimum(b, 32), ULP_BUCKETS - 1).astype(np.int64)
+    return tuple(int(c) for c in np.bincount(b, minlength=ULP_BUCKETS))
 
 
 def _f(x: Any) -> float:

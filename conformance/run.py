@@ -32,7 +32,7 @@ from .spec import DTYPES, Identity, Layout, Spec
 from .worker import BackendInfo, make_worker
 from . import registry
 
-__all__ = ["Run", "Group", "QuantityDecl", "quantities_of", "identity_applies_to_regime"]
+__all__ = ["Run", "RunCache", "Group", "QuantityDecl", "quantities_of", "identity_applies_to_regime"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,17 @@ def _same_request(a: Request, b: Request) -> bool:
 
 
 @dataclass
+class RunCache:
+    """Work that depends on the spec, the seed and the cases only, not on the backend: the generated
+    cases of each group and the oracle's evaluation of each case. Runs of several backends over the
+    same spec and seed (the harness's own accuracy tests, checker comparisons) share one, so the oracle
+    runs once per case. Never share one between different specs."""
+
+    cases: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
+    oracle: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
+
+
+@dataclass
 class Group:
     layout: str
     dtype: str
@@ -86,13 +97,14 @@ class Run:
 
     def __init__(self, spec: Spec, backend: str, *, seed: int = DEFAULT_SEED, examples: int | None = None,
                  timeout: float = 60.0, isolate: bool = True, device: str = "cpu", oracle: str | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, cache: RunCache | None = None) -> None:
         self.spec = spec
         self.engine = get_engine(oracle)  # EngineUnavailable for an unknown or missing engine: a usage error
         self.oracle_cache = OracleCache(cache_dir) if cache_dir is not None else None
         self.shard: str | None = None  # "i/N" when this run is one shard of a suite
         self.worker_name = "main"  # which process computed the groups (an xdist worker id, for instance)
         self.case_cache = CaseCache(cache_dir) if cache_dir is not None else None
+        self.cache = cache  # in-memory work shared with other runs of the same spec and seed
         self.ref = registry.find(backend)  # BackendNotFound for an unknown name: a usage error
         self.seed = seed
         self.examples = examples
@@ -155,12 +167,17 @@ class Run:
         key = (self.spec.sha256, layout, dtype, regime, self.seed, n)
         if key in self._cases:
             return self._cases[key]
+        if self.cache is not None and key in self.cache.cases:
+            self._cases[key] = self.cache.cases[key]
+            return self._cases[key]
         hit = self.case_cache.get(*key) if self.case_cache is not None else None
         if hit is None:
             hit = generate_cases(self.spec, layout, dtype, regime, seed=self.seed, examples=n)  # type: ignore[arg-type]
             if self.case_cache is not None:
                 self.case_cache.put(*key, hit)  # type: ignore[arg-type]
         self._cases[key] = hit
+        if self.cache is not None:
+            self.cache.cases[key] = hit
         return hit
 
     @property
@@ -223,7 +240,12 @@ class Run:
             return out
 
         try:
-            ev = oracle.evaluate(lay, case.inputs, sized, engine=self.engine, cache=self.oracle_cache)
+            okey = (case.id, tuple(i.id for i in sized), self.engine.name)
+            ev = self.cache.oracle.get(okey) if self.cache is not None else None
+            if ev is None:
+                ev = oracle.evaluate(lay, case.inputs, sized, engine=self.engine, cache=self.oracle_cache)
+                if self.cache is not None:
+                    self.cache.oracle[okey] = ev
         except (OracleError, ArithmeticError) as exc:
             return everything(ERROR, "oracle", f"the oracle failed on this case: {exc}", sized), 0
         idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]

@@ -1,0 +1,44 @@
+"""Running the accuracy tests' implementations over the spec, with the cases and the oracle shared.
+
+The oracle's evaluation depends on the case only, so every implementation is
+judged on the same cases, and each case is evaluated by the oracle once per
+process (:class:`conformance.run.RunCache`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from conformance.backend import DTYPES
+from conformance.results import Record
+from conformance.run import Run, RunCache
+from conformance.spec import Spec
+
+from .accuracy_backends import target
+
+__all__ = ["EXAMPLES", "SHARED_CACHE", "sweep"]
+
+
+#: Cases per (shape family, magnitude) cell in the accuracy tests. The default keeps the suite's run time
+#: sane (about 20 000 judged components per dtype per implementation); set GRADCONFORM_ACCURACY_EXAMPLES
+#: to 2, 4, 8... for a larger sweep (the spec's own counts are 2 to 4).
+EXAMPLES = int(os.environ.get("GRADCONFORM_ACCURACY_EXAMPLES", "1"))
+
+#: Cases and oracle evaluations, shared by every implementation run in this process.
+SHARED_CACHE = RunCache()
+_RECORDS: dict[tuple[str, int, int, tuple[str, ...]], tuple[Spec, list[Record]]] = {}
+
+
+def sweep(spec: Spec, name: str, *, examples: int = EXAMPLES, cache: RunCache | None = None,
+          dtypes: tuple[str, ...] = DTYPES) -> list[Record]:
+    """Every record of implementation ``name`` over every layout, dtype and regime of ``spec``."""
+    key = (name, examples, id(spec), dtypes)  # the spec is kept alive in the value: its id stays unique
+    if key not in _RECORDS:
+        out: list[Record] = []
+        with Run(spec, target(name), isolate=False, examples=examples, cache=cache or SHARED_CACHE) as run:
+            for layout in spec.layouts:
+                for dtype in dtypes:
+                    for regime in spec.regimes:
+                        out.extend(run.group(layout, dtype, regime).records)
+        _RECORDS[key] = (spec, out)
+    return _RECORDS[key][1]
