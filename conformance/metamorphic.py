@@ -37,7 +37,7 @@ import numpy as np
 
 from . import oracle
 from .bounds import ErrorBounds
-from .cases import Case, case_id, generate_cases
+from .cases import Case, case_id
 from .compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT
 from .errors import GradconformError
 from .expr import BinOp, Call, Expr, Name, Neg, free_names, walk
@@ -199,7 +199,7 @@ def _evaluate(run: "Run", case: Case) -> _Side:
     lay = spec.layouts[case.layout]
     sized = [i for i in lay.identities if all(case.sizes.get(d) == v for d, v in i.when.items())]
     try:
-        ev = oracle.evaluate(lay, case.inputs, sized)
+        ev = run.oracle_evaluation(case, sized)
     except (GradconformError, ArithmeticError) as exc:
         return _Side(case, {}, {}, (ERROR, f"the oracle failed on case {case.id}: {exc}"), oracle_failed=True)
     idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
@@ -382,9 +382,8 @@ def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: 
     if not run.supports(dtype):
         return MetamorphicResult(**result, status=NOT_SUPPORTED, detail="backend", message=f"dtype {dtype} is not supported")
     # at least two cases per cell: the first draw of a cell is its simplest one (zeros), which relates little
-    bases = [c for r in regimes for c in generate_cases(
-        spec, layout, dtype, r, seed=run.seed,
-        examples=examples if examples is not None else max(run.examples or 2, 2))]
+    bases = [c for r in regimes for c in run.cases(
+        layout, dtype, r, examples=examples if examples is not None else max(run.examples or 2, 2))]
     viol: list[Violation] = []
     skipped: list[str] = []
     pairs = compared = exact = 0

@@ -327,7 +327,7 @@ class Checker:
         from .negative import refute
 
         neg = self.spec.negative_identities[index]
-        refutation = refute(self.spec, neg, seed=self.run.seed)
+        refutation = refute(self.spec, neg, seed=self.run.seed, cache=self.run.oracle_cache)
         self.run.refutations.append(refutation.to_json())
         if not refutation.refuted:
             pytest.fail("the harness could not refute a known-wrong formula of the spec (so its checks could not "

@@ -104,7 +104,8 @@ class Run:
         self.shard: str | None = None  # "i/N" when this run is one shard of a suite
         self.worker_name = "main"  # which process computed the groups (an xdist worker id, for instance)
         self.case_cache = CaseCache(cache_dir) if cache_dir is not None else None
-        self.cache = cache  # in-memory work shared with other runs of the same spec and seed
+        # in-memory work (cases, oracle evaluations), shared with other runs of the same spec and seed when given
+        self.cache = cache if cache is not None else RunCache()
         self.ref = registry.find(backend)  # BackendNotFound for an unknown name: a usage error
         self.seed = seed
         self.examples = examples
@@ -167,7 +168,7 @@ class Run:
         key = (self.spec.sha256, layout, dtype, regime, self.seed, n)
         if key in self._cases:
             return self._cases[key]
-        if self.cache is not None and key in self.cache.cases:
+        if key in self.cache.cases:
             self._cases[key] = self.cache.cases[key]
             return self._cases[key]
         hit = self.case_cache.get(*key) if self.case_cache is not None else None
@@ -176,8 +177,7 @@ class Run:
             if self.case_cache is not None:
                 self.case_cache.put(*key, hit)  # type: ignore[arg-type]
         self._cases[key] = hit
-        if self.cache is not None:
-            self.cache.cases[key] = hit
+        self.cache.cases[key] = hit
         return hit
 
     @property
@@ -210,6 +210,17 @@ class Run:
         return self.worker.evaluate(request)
 
     # ------------------------------------------------------------------ one case
+    def oracle_evaluation(self, case: Case, identities: Sequence[Identity]) -> Any:
+        """The oracle's certified evaluation of ``case`` (with this run's engine), computed once per process
+        and kept in the on-disk cache when there is one. Raises OracleError/ArithmeticError."""
+        okey = (case.id, tuple(i.id for i in identities), self.engine.name)
+        ev = self.cache.oracle.get(okey)
+        if ev is None:
+            lay = self.spec.layouts[case.layout]
+            ev = oracle.evaluate(lay, case.inputs, identities, engine=self.engine, cache=self.oracle_cache)
+            self.cache.oracle[okey] = ev
+        return ev
+
     def request_for(self, case: Case, identities: Sequence[Identity]) -> Request:
         lay = self.spec.layouts[case.layout]
         model = Model(self.spec.name, lay.name, tuple(self.spec.inputs), tuple((d.name, d.expr) for d in lay.forward),
@@ -240,12 +251,7 @@ class Run:
             return out
 
         try:
-            okey = (case.id, tuple(i.id for i in sized), self.engine.name)
-            ev = self.cache.oracle.get(okey) if self.cache is not None else None
-            if ev is None:
-                ev = oracle.evaluate(lay, case.inputs, sized, engine=self.engine, cache=self.oracle_cache)
-                if self.cache is not None:
-                    self.cache.oracle[okey] = ev
+            ev = self.oracle_evaluation(case, sized)
         except (OracleError, ArithmeticError) as exc:
             return everything(ERROR, "oracle", f"the oracle failed on this case: {exc}", sized), 0
         idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
