@@ -266,8 +266,12 @@ class Checker:
         return "\n".join(lines)
 
     def rerun_command(self, qid: str, layout: str, dtype: str, regime: str) -> str:
-        args = ["pytest", "conformance", "--backend", self.run.ref.name if self.run.ref.source != "module:attr"
-                else self.run.ref.target, "-k", f"{qid}-{layout}-{dtype}-{regime}"]
+        """The command that reruns exactly this test: its node id (``-k`` would match substrings:
+        ``L-row-...`` also selects ``dL/dtheta.general-row-...``)."""
+        kind = "forward" if any(d.name == qid for d in self.spec.layouts[layout].forward) else "identity"
+        node = f"conformance/test_conformance.py::test_{kind}[{qid}-{layout}-{dtype}-{regime}]"
+        args = ["pytest", node, "--backend", self.run.ref.name if self.run.ref.source != "module:attr"
+                else self.run.ref.target]
         if self.config.getoption("--spec"):
             args += ["--spec", self.config.getoption("--spec")]
         if self.config.getoption("--seed") != DEFAULT_SEED:
