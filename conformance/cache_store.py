@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from .atomic import write_bytes_atomic
 
 __all__ = ["BlobStore", "Entry", "StoreStats", "key_digest"]
 
@@ -97,19 +97,7 @@ class BlobStore:
         digest = key_digest(key)
         path = self.path_for(digest)
         try:
-            blob = _encode(key, arrays, meta)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{digest[:16]}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(blob)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            write_bytes_atomic(path, _encode(key, arrays, meta))
         except (OSError, TypeError, ValueError):
             return False  # a read-only or full disk, an unencodable value: the run goes on uncached
         self.stats.writes += 1

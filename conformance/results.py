@@ -15,11 +15,12 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from .atomic import write_bytes_atomic
 
 if TYPE_CHECKING:  # a type only: reading results (the report layer) must not import the oracle
     from .compare import Comparison
@@ -137,26 +138,12 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
     with no time stamp in the gzip header, so equal documents give equal bytes.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        if p.name.endswith(".gz"):
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                gz.write(json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8"))
-                gz.write(b"\n")
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1, sort_keys=False, allow_nan=False)
-                fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results file is meant to be read (and published)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
+    if p.name.endswith(".gz"):
+        payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+        blob = gzip.compress(payload, mtime=0)
+    else:
+        blob = (json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
+    return write_bytes_atomic(p, blob)
 
 
 def _schema() -> dict[str, Any]:
