@@ -20,8 +20,9 @@ class _OneQuantity(NumpyBackend):
 
     targets: tuple[str, ...] = ()
 
-    def corrupt(self, value: np.ndarray, request: Request) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def corrupt(self, value: np.ndarray, request: Request) -> np.ndarray:
+        """Each subclass spoils the value in its own way; this base class leaves it as it is."""
+        return value
 
     def evaluate(self, request: Request) -> Mapping[str, Any]:
         out = dict(super().evaluate(request))

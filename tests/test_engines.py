@@ -17,7 +17,7 @@ import mpmath
 import numpy as np
 import pytest
 
-flint = pytest.importorskip("flint")
+flint = pytest.importorskip("flint", reason="the flint engine needs python-flint (the [fast] extra; CI installs it)")
 
 from conformance import oracle  # noqa: E402
 from conformance.cases import generate_cases  # noqa: E402

@@ -30,7 +30,7 @@ _instances: dict[str, object] = {}
 
 def backend(name: str):
     module, cls = BACKENDS[name]
-    pytest.importorskip(name.split("-")[0])
+    pytest.importorskip(name.split("-")[0], reason=f"backend {name} needs its library (CI installs torch and jax)")
     if name not in _instances:
         _instances[name] = getattr(importlib.import_module(module), cls)()
     return _instances[name]
@@ -149,7 +149,7 @@ def test_an_absent_device_is_not_supported(name):
 
 
 def test_torch_moves_bfloat16_bit_for_bit():
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="needs torch (CI installs it)")
     import ml_dtypes
 
     from impls.torch import _to_numpy, _to_tensor

@@ -49,7 +49,7 @@ def serial(tmp_path_factory) -> dict:
 
 
 def test_xdist_two_workers_equal_one_and_groups_stay_whole(serial, tmp_path):
-    pytest.importorskip("xdist")
+    pytest.importorskip("xdist", reason="parallel runs need pytest-xdist (the [test] extra; CI installs it)")
     par = _pytest(tmp_path, "par", "-n", "2")
     assert _essence(par) == _essence(serial)
     keys = [(g["layout"], g["dtype"], g["regime"]) for g in par["groups"]]
