@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conformance.compare import PASS  # noqa: E402
-from conformance.spec import load_spec  # noqa: E402
+from conformance.judge.compare import PASS  # noqa: E402
+from conformance.spec.model import load_spec  # noqa: E402
 from tests.accuracy_backends import CORRECT, FAULTS  # noqa: E402
 from tests.accuracy_support import sweep  # noqa: E402
 

@@ -19,9 +19,9 @@ import platform
 import time
 from pathlib import Path
 
-from conformance.cases import generate_cases
-from conformance.run import Run
-from conformance.spec import load_spec
+from conformance.cases.generate import generate_cases
+from conformance.run.run import Run
+from conformance.spec.model import load_spec
 
 VARIANTS = [
     ("numpy", "impls.numpy:NumpyBackend", {}),

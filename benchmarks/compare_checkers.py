@@ -36,13 +36,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conformance import oracle  # noqa: E402
-from conformance.compare import PASS, compare  # noqa: E402
-from conformance.bounds import ErrorBounds  # noqa: E402
+from conformance.oracle import evaluate as oracle  # noqa: E402
+from conformance.judge.compare import PASS, compare  # noqa: E402
+from conformance.judge.bounds import ErrorBounds  # noqa: E402
 from conformance.formats import FORMATS, round_hilo  # noqa: E402
-from conformance.run import Run, RunCache  # noqa: E402
-from conformance.shapes import concrete  # noqa: E402
-from conformance.spec import load_spec  # noqa: E402
+from conformance.run.run import Run, RunCache  # noqa: E402
+from conformance.spec.shapes import concrete  # noqa: E402
+from conformance.spec.model import load_spec  # noqa: E402
 from tests.accuracy_backends import CORRECT, FAULTS, Recipe, forward_backward, recipe_backend  # noqa: E402
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")

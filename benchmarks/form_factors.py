@@ -6,7 +6,7 @@ The running error bound B (conformance/bounds.py) is derived for the spec's expr
 A correct backend may evaluate another form of the same quantity (sigmoid as 1 / (1 + exp(-a)), sigmoid' as
 sigmoid(a) sigmoid(-a), softmax through a reciprocal or as exp(log_softmax), the gradient of the composed
 loss by reverse mode, ...). For each form this script evaluates it in the dtype on N random rows and prints
-max |computed - exact| / B over all components (B computed by conformance.bounds itself), a high quantile,
+max |computed - exact| / B over all components (B computed by conformance.judge.bounds itself), a high quantile,
 and how many components exceed 2 B and 3 B. docs/tolerances.md derives the worst case of each form; this
 is the measurement beside the derivation. B includes the explicit reverse-mode term of dL/dtheta (the loss
 of the layout below is the composed cross-entropy, as in the seed spec). Exact values: float64 evaluations of cancellation-free formulas
@@ -26,11 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conformance.bounds import ErrorBounds  # noqa: E402
+from conformance.judge.bounds import ErrorBounds  # noqa: E402
 from conformance.expr import Expr, interpret  # noqa: E402
 from conformance.formats import get_format  # noqa: E402
-from conformance.parse import parse_expr  # noqa: E402
-from conformance.spec import load_spec  # noqa: E402
+from conformance.spec.parse import parse_expr  # noqa: E402
+from conformance.spec.model import load_spec  # noqa: E402
 from impls.numpy import NumpyOps  # noqa: E402
 
 DTYPES = ("float32", "bfloat16", "float16")

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from .expr import (  # re-exported: the tree is part of the contract
+from conformance.expr import (  # re-exported: the tree is part of the contract
     AXIS_FUNCTIONS,
     FUNCTIONS,
     BinOp,

@@ -1,6 +1,6 @@
 """Loads the gradconform pytest plugin for ``pytest conformance`` (see conformance/pytest_plugin.py)."""
 
-from conformance.pytest_plugin import (  # noqa: F401  (pytest finds hooks and fixtures by name)
+from conformance.views.pytest_plugin import (  # noqa: F401  (pytest finds hooks and fixtures by name)
     gradconform,
     pytest_collection_modifyitems,
     pytest_addoption,

@@ -2,7 +2,7 @@
 
 The oracle's evaluation depends on the case only, so every implementation is
 judged on the same cases, and each case is evaluated by the oracle once per
-process (:class:`conformance.run.RunCache`).
+process (:class:`conformance.run.run.RunCache`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 
 from conformance.backend import DTYPES
-from conformance.results import Record
-from conformance.run import Run, RunCache
-from conformance.spec import Spec
+from conformance.results.document import Record
+from conformance.run.run import Run, RunCache
+from conformance.spec.model import Spec
 
 from .accuracy_backends import target
 

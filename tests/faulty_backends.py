@@ -1,4 +1,4 @@
-"""Deliberately broken backends, one per failure class of conformance.diagnose (test-only).
+"""Deliberately broken backends, one per failure class of conformance.judge.diagnose (test-only).
 
 Each is the numpy backend with one classic mistake, so the diagnosis must name
 that mistake. Loaded by target, e.g. ``tests.faulty_backends:SignFlipped``.

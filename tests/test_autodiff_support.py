@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.backend import Call, Model, Name, Neg
-from conformance.parse import parse_expr
+from conformance.spec.parse import parse_expr
 from impls.forward_graph import depends_on, downstream
 from impls.fused_xent import XENT_PER_SAMPLE, XENT_SUM, fuse_cross_entropy
 

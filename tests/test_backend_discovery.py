@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import registry
+from conformance.execution import registry
 from conformance.errors import BackendNotFound
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +138,7 @@ def test_an_unavailable_library_skips_the_backend_with_its_reason(pytester, tmp_
 
 def test_gradconform_backends_lists_versions_and_reasons(tmp_path):
     env = _hide(tmp_path, "torch", "jax")
-    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "backends"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "conformance.views.cli", "backends"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}

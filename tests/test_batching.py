@@ -9,8 +9,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from conformance.backend import Request
-from conformance.registry import find
-from conformance.worker import Worker
+from conformance.execution.registry import find
+from conformance.execution.worker import Worker
 from impls.numpy import NumpyBackend
 
 
@@ -31,7 +31,7 @@ class Fragile(NumpyBackend):
 
 
 def _requests(seed_spec, markers):
-    from conformance.run import Run
+    from conformance.run.run import Run
 
     run = Run(seed_spec, "numpy", isolate=False)
     lay = seed_spec.layouts["row"]
@@ -42,7 +42,7 @@ def _requests(seed_spec, markers):
         x[0, 0] = m
         inputs = {"x": x, "W1": rng.standard_normal((5, 3)), "b1": rng.standard_normal((1, 3)),
                   "W2": rng.standard_normal((3, 5)), "b2": rng.standard_normal((1, 5)), "y": np.eye(5)[[1]]}
-        from conformance.cases import Case
+        from conformance.cases.generate import Case
 
         case = Case(f"c{len(out)}", "row", "float64", "benign", "seed", {"n": 1, "d_in": 5, "hidden": 3, "d_out": 5},
                     None, inputs)
@@ -70,7 +70,7 @@ def test_batch_gives_the_verdicts_of_single_calls(seed_spec):
 
 
 def test_a_run_sends_one_message_per_group(seed_spec, monkeypatch):
-    from conformance.run import Run
+    from conformance.run.run import Run
 
     with Run(seed_spec, "numpy", examples=1) as run:
         run.info

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conformance.cli import main
+from conformance.views.cli import main
 
 
 def test_bench_quick_writes_the_report(tmp_path):

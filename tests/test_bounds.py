@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conformance.bounds import ErrorBounds, gamma
+from conformance.judge.bounds import ErrorBounds, gamma
 from conformance.expr import fuse_log_softmax, interpret
 from conformance.formats import get_format
-from conformance.parse import parse_expr
-from conformance.spec import load_spec
+from conformance.spec.parse import parse_expr
+from conformance.spec.model import load_spec
 from impls.numpy import NumpyOps
 
 from .conftest import SEED_SPEC
@@ -109,7 +109,7 @@ def test_a_subnormal_input_may_be_read_as_zero():
 def test_an_exact_zero_factor_absorbs_an_infinite_bound():
     """y * log(q) with y = 0 exactly: whatever log's bound, the product is exactly 0 (or NaN, which the
     comparison rejects on its own), so an infinite bound times an exact zero counts as zero."""
-    from conformance.bounds import _mm, _times
+    from conformance.judge.bounds import _mm, _times
 
     assert _times(np.array([0.0, 2.0]), np.array([np.inf, 3.0])).tolist() == [0.0, 6.0]
     assert _mm(np.array([[0.0, 1.0]]), np.array([[np.inf], [2.0]])).tolist() == [[2.0]]
@@ -126,7 +126,7 @@ def test_the_loss_bound_stays_finite_and_informative_where_the_labelled_probabil
     below the error of log(yhat + 1e-7) (which must be caught), in every dtype, including where yhat
     underflows the dtype and even float64 (the composed form cannot be finite there; the fused form is
     exact). Through the real oracle: theta = b2 (the weights are zero)."""
-    from conformance import oracle
+    from conformance.oracle import evaluate as oracle
 
     fmt = get_format(dtype)
     row = seed_spec.layouts["row"]

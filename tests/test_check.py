@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import conformance
-from conformance.identity_check import CheckError, check
+from conformance.checks.formula import CheckError, check
 
 QUESTION = "((yhat - y) @ W2.T) * (h - h*h) @ W1"  # the formula as the question quotes it
 ROW_RIGHT = "((yhat - y) @ W2.T) * (h - h*h) @ W1.T"
@@ -91,7 +91,7 @@ def test_questions_that_cannot_be_asked_are_clear_errors(expr: str, kwargs: dict
 
 def test_cli_exit_statuses() -> None:
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "conformance.cli", "check", *args], capture_output=True, text=True)
+        return subprocess.run([sys.executable, "-m", "conformance.views.cli", "check", *args], capture_output=True, text=True)
 
     refused = run(QUESTION, "--wrt", "x", "--layout", "row")
     assert refused.returncode == 1 and "did you mean W1.T in place of W1?" in refused.stdout

@@ -15,9 +15,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conformance.compare import PASS
+from conformance.judge.compare import PASS
 from conformance.formats import FORMATS
-from conformance.run import RunCache
+from conformance.run.run import RunCache
 
 from .accuracy_support import SHARED_CACHE, sweep
 

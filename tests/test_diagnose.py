@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.results import validate
-from conformance.run import Run
-from conformance.spec import load_spec
+from conformance.results.document import validate
+from conformance.run.run import Run
+from conformance.spec.model import load_spec
 
 SPEC = load_spec()
 

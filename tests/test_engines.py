@@ -1,6 +1,6 @@
 """The oracle's two engines (mpmath intervals, Arb balls) check each other, and the fast path checks the rule.
 
-Both engines certify under one rule (conformance.certification), so on every
+Both engines certify under one rule (conformance.oracle.certify), so on every
 case they must agree exactly on ``hi`` (the correctly rounded float64 of the
 exact value is unique), on the preconditions, and on ``lo`` to within the
 width the rule allows; only components the rule records as *undecided* may
@@ -19,14 +19,14 @@ import pytest
 
 flint = pytest.importorskip("flint", reason="the flint engine needs python-flint (the [fast] extra; CI installs it)")
 
-from conformance import oracle  # noqa: E402
-from conformance.cases import generate_cases  # noqa: E402
-from conformance.certification import narrow_midpoint_mask  # noqa: E402
-from conformance.engine import DEFAULT_ENGINE, ENV_ORACLE, EngineUnavailable, get_engine  # noqa: E402
-from conformance.engine_flint import ArbOps, _exact_rule, arb_certify_many, to_arb  # noqa: E402
+from conformance.oracle import evaluate as oracle  # noqa: E402
+from conformance.cases.generate import generate_cases  # noqa: E402
+from conformance.oracle.certify import narrow_midpoint_mask  # noqa: E402
+from conformance.oracle.engines.base import DEFAULT_ENGINE, ENV_ORACLE, EngineUnavailable, get_engine  # noqa: E402
+from conformance.oracle.engines.flint_engine import ArbOps, _exact_rule, arb_certify_many, to_arb  # noqa: E402
 from conformance.expr import FUNCTIONS, interpret  # noqa: E402
-from conformance.mparith import DomainError, IvOps, to_iv  # noqa: E402
-from conformance.parse import parse_expr  # noqa: E402
+from conformance.oracle.arith import DomainError, IvOps, to_iv  # noqa: E402
+from conformance.spec.parse import parse_expr  # noqa: E402
 
 ENGINES = ("mpmath", "flint")
 
@@ -224,7 +224,7 @@ def test_engine_selection(monkeypatch):
 
 
 def test_results_record_the_engine_and_its_version(seed_spec):
-    from conformance.run import Run
+    from conformance.run.run import Run
 
     for name in ENGINES:
         run = Run(seed_spec, "numpy", isolate=False, oracle=name)

@@ -10,8 +10,8 @@ import pytest
 from dataclasses import replace
 
 from conformance.backend import BinOp, Name, Request, Transpose, map_tree
-from conformance.compare import PASS
-from conformance.run import Run
+from conformance.judge.compare import PASS
+from conformance.run.run import Run
 from impls.numpy import NumpyBackend
 
 REGIME = "benign"

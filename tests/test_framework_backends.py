@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from conformance.backend import Const, Model, NotSupported, Quantity, Request, numpy_dtype
-from conformance.cases import generate_cases
-from conformance.parse import parse_expr
-from conformance.run import Run
-from conformance.spec import load_spec
+from conformance.cases.generate import generate_cases
+from conformance.spec.parse import parse_expr
+from conformance.run.run import Run
+from conformance.spec.model import load_spec
 
 SPEC = load_spec(None)
 BACKENDS = {"torch": ("impls.torch", "TorchBackend"), "torch-fused": ("impls.torch", "TorchFusedBackend"),

@@ -1,7 +1,7 @@
 """Isolation from faulty backends: every failure mode is a recorded verdict, and the run goes on.
 
 The backends in tests/isolation_backends.py each do one thing wrong on purpose.
-They run in the persistent worker process of a real :class:`conformance.run.Run`,
+They run in the persistent worker process of a real :class:`conformance.run.run.Run`,
 exactly as in a conformance run; each case must come back with the verdict of
 its fault (error, fail wrong_shape / wrong_dtype / nonfinite / missing,
 crashed, timed_out) and its message, for every quantity of the case, while
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.cases import generate_cases
-from conformance.run import Run
-from conformance.spec import load_spec
+from conformance.cases.generate import generate_cases
+from conformance.run.run import Run
+from conformance.spec.model import load_spec
 from tests.isolation_backends import PID_KEY
 
 SPEC = load_spec(None)

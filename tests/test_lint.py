@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.lint import lint, spec_files
-from conformance.spec import spec_dir
+from conformance.checks.lint import lint, spec_files
+from conformance.spec.model import spec_dir
 
 from .helpers import spec_copy
 
@@ -125,13 +125,13 @@ def test_spec_that_does_not_load_is_one_precise_error(tmp_path: Path) -> None:
 
 
 def test_cli_lint_exit_status(tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "conformance.cli", "lint"], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "conformance.views.cli", "lint"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ": ok (" in ok.stdout
     bad = spec_copy(tmp_path, (ROW_DX, ROW_DX.replace("@ W1.T", "@ W1")))
-    out = subprocess.run([sys.executable, "-m", "conformance.cli", "lint", str(bad)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "conformance.views.cli", "lint", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "did you mean W1.T?" in out.stdout
-    missing = subprocess.run([sys.executable, "-m", "conformance.cli", "lint", str(tmp_path / "nope.yaml")],
+    missing = subprocess.run([sys.executable, "-m", "conformance.views.cli", "lint", str(tmp_path / "nope.yaml")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no such spec file" in missing.stderr
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.metamorphic import applicable_properties, check_property
-from conformance.run import Run
-from conformance.spec import load_spec
+from conformance.checks.metamorphic import applicable_properties, check_property
+from conformance.run.run import Run
+from conformance.spec.model import load_spec
 
 SPEC = load_spec()
 

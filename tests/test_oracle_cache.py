@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import oracle
-from conformance.cache_store import BlobStore, key_digest
-from conformance.case_cache import CaseCache
-from conformance.cases import generate_cases
-from conformance.engine import get_engine
-from conformance.oracle_cache import OracleCache, resolve_cache_dir
+from conformance.oracle import evaluate as oracle
+from conformance.cache.store import BlobStore, key_digest
+from conformance.cache.case_cache import CaseCache
+from conformance.cases.generate import generate_cases
+from conformance.oracle.engines.base import get_engine
+from conformance.cache.oracle_cache import OracleCache, resolve_cache_dir, cached_evaluate, cached_verify_identity
 
 
 def _case(spec, regime="benign", dtype="float32"):
@@ -45,9 +45,9 @@ def _only_file(root: Path, kind: str = "oracle") -> Path:
 def test_a_hit_is_the_evaluation(seed_spec, tmp_path, engine):
     lay, case, sized = _case(seed_spec, "saturated_sigmoid")
     cache = OracleCache(tmp_path)
-    fresh = oracle.evaluate(lay, case.inputs, sized, engine=engine, cache=cache)
+    fresh = cached_evaluate(lay, case.inputs, sized, engine=engine, cache=cache)
     assert cache.stats["misses"] == 1 and cache.stats["writes"] == 1
-    hit = oracle.evaluate(lay, case.inputs, sized, engine=engine, cache=cache)
+    hit = cached_evaluate(lay, case.inputs, sized, engine=engine, cache=cache)
     assert cache.stats["hits"] == 1
     _same(fresh, hit)
     _same(fresh, oracle.evaluate(lay, case.inputs, sized, engine=engine))
@@ -78,7 +78,7 @@ def test_the_key_separates_what_the_result_depends_on(seed_spec, tmp_path):
 def test_a_damaged_entry_is_recomputed_never_trusted(seed_spec, tmp_path, damage):
     lay, case, sized = _case(seed_spec)
     cache = OracleCache(tmp_path)
-    fresh = oracle.evaluate(lay, case.inputs, sized, engine="flint", cache=cache)
+    fresh = cached_evaluate(lay, case.inputs, sized, engine="flint", cache=cache)
     path = _only_file(tmp_path)
     data = bytearray(path.read_bytes())
     if damage == "flip":
@@ -92,15 +92,15 @@ def test_a_damaged_entry_is_recomputed_never_trusted(seed_spec, tmp_path, damage
     else:  # a valid entry for another key, under this key's name (a collision, or a file copied around)
         other = OracleCache(tmp_path / "other")
         lay2, case2, sized2 = _case(seed_spec, "onehot")
-        oracle.evaluate(lay2, case2.inputs, sized2, engine="flint", cache=other)
+        cached_evaluate(lay2, case2.inputs, sized2, engine="flint", cache=other)
         data = bytearray(_only_file(tmp_path / "other").read_bytes())
     path.write_bytes(bytes(data))
     again = OracleCache(tmp_path)
-    got = oracle.evaluate(lay, case.inputs, sized, engine="flint", cache=again)
+    got = cached_evaluate(lay, case.inputs, sized, engine="flint", cache=again)
     assert again.stats["rejected"] == 1 and again.stats["hits"] == 0 and again.stats["writes"] == 1
     _same(fresh, got)
     third = OracleCache(tmp_path)  # the entry was overwritten with a good one
-    oracle.evaluate(lay, case.inputs, sized, engine="flint", cache=third)
+    cached_evaluate(lay, case.inputs, sized, engine="flint", cache=third)
     assert third.stats["hits"] == 1 and third.stats["rejected"] == 0
 
 
@@ -108,11 +108,11 @@ def test_a_stale_entry_is_not_found(seed_spec, tmp_path, monkeypatch):
     """A new engine version (or oracle source) makes a new key: the old entry is never read."""
     lay, case, sized = _case(seed_spec)
     cache = OracleCache(tmp_path)
-    oracle.evaluate(lay, case.inputs, sized, engine="mpmath", cache=cache)
+    cached_evaluate(lay, case.inputs, sized, engine="mpmath", cache=cache)
     eng = get_engine("mpmath")
     monkeypatch.setattr(type(eng), "version", lambda self: "0.0-stale")
     again = OracleCache(tmp_path)
-    oracle.evaluate(lay, case.inputs, sized, engine="mpmath", cache=again)
+    cached_evaluate(lay, case.inputs, sized, engine="mpmath", cache=again)
     assert again.stats["hits"] == 0 and again.stats["misses"] == 1
 
 
@@ -120,7 +120,7 @@ def test_a_format_change_is_rejected(tmp_path, monkeypatch):
     store = BlobStore(tmp_path, "t")
     store.put({"k": 1}, {"a": np.arange(3.0)}, {"m": 1})
     assert store.get({"k": 1}) is not None
-    import conformance.cache_store as cs
+    import conformance.cache.store as cs
 
     monkeypatch.setattr(cs, "FORMAT", cs.FORMAT + 1)
     fresh = BlobStore(tmp_path, "t")
@@ -194,7 +194,7 @@ def test_verification_cache(seed_spec, tmp_path):
     lay, case, _ = _case(seed_spec, dtype="float64")
     ident = lay.identity("dL/dx")
     cache = OracleCache(tmp_path)
-    a = oracle.verify_identity(lay, ident, case.inputs, case.sizes, cache=cache)
-    b = oracle.verify_identity(lay, ident, case.inputs, case.sizes, cache=cache)
+    a = cached_verify_identity(lay, ident, case.inputs, case.sizes, cache=cache)
+    b = cached_verify_identity(lay, ident, case.inputs, case.sizes, cache=cache)
     assert a == b == oracle.verify_identity(lay, ident, case.inputs, case.sizes)
     assert cache.verify_store.stats.hits == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.sharding import assign, group_units, parse_shard, unit_of
+from conformance.execution.sharding import assign, group_units, parse_shard, unit_of
 
 REPO = Path(__file__).resolve().parent.parent
 try:  # the fast engine where installed (these tests are about scheduling, not about the oracle)
@@ -66,7 +66,7 @@ def test_shards_partition_the_suite_and_merge_back(serial, tmp_path):
     assert sum(map(len, tests)) == len(set().union(*tests)) == len(serial["tests"])
     paths = [tmp_path / f"shard{i}.json" for i in (1, 2, 3)]
     merged = tmp_path / "merged.json"
-    gc = [sys.executable, "-m", "conformance.cli", "merge", str(merged)]
+    gc = [sys.executable, "-m", "conformance.views.cli", "merge", str(merged)]
     partial = subprocess.run(gc + [str(p) for p in paths[:2]], capture_output=True, text=True)
     assert partial.returncode == 2 and "3/3 missing" in partial.stderr
     done = subprocess.run(gc + [str(p) for p in paths], capture_output=True, text=True)
@@ -94,7 +94,7 @@ def test_bad_shard_is_a_usage_error(text):
 
 
 def test_xdist_scope_is_the_group():
-    from conformance.xdist_scheduling import scope_of
+    from conformance.execution.xdist_scheduling import scope_of
 
     base = "conformance/test_conformance.py::"
     assert scope_of(base + "test_identity[dL/dx.chain-row-float16-large_logits]") == \

@@ -8,7 +8,7 @@ import pytest
 
 from conformance.errors import SpecError
 from conformance.expr import BinOp, Call, Const, Name, Neg, Pow, Transpose, to_text
-from conformance.parse import parse_expr
+from conformance.spec.parse import parse_expr
 
 NAMES = {"x", "W1", "b1", "h", "yhat", "y", "W2"}
 

@@ -21,8 +21,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from conformance import oracle
-from conformance.cases import generate_cases
+from conformance.oracle import evaluate as oracle
+from conformance.cases.generate import generate_cases
 from conformance.expr import Ops, interpret
 from conformance.formats import FORMATS, FloatFormat, round_hilo, round_mpf, split_mpf, ulp_distance
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import pytest
 
-from conformance.cli import main as cli_main
+from conformance.views.cli import main as cli_main
 from conformance.report import build_all, build_backend_report
 from conformance.report.numbers import fmt_rate, fmt_ratio, fmt_sci, fmt_ulp, num
-from conformance.results import load_results, read_json, write_json_atomic
+from conformance.results.document import load_results, read_json, write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 STATUSES = ("pass", "fail", "error", "not_supported", "crashed", "timed_out")
@@ -488,7 +488,7 @@ def test_build_all_finds_the_newest_results_of_each_backend(run_dir: Path, tmp_p
 # ---------------------------------------------------------------------------- formulas and numbers, unit level
 
 def test_mathml_and_latex_of_the_seed_identities() -> None:
-    from conformance.parse import parse_expr
+    from conformance.spec.parse import parse_expr
     from conformance.report.latex import identity_latex, to_latex
     from conformance.report.mathml import identity_mathml, to_mathml
 
@@ -521,7 +521,7 @@ def test_number_formats() -> None:
 
 
 def test_ulp_classes_cover_the_histogram_buckets() -> None:
-    from conformance.compare import ULP_BUCKETS, ulp_bucket_labels
+    from conformance.judge.compare import ULP_BUCKETS, ulp_bucket_labels
     from conformance.report.plots import ULP_CLASSES
 
     covered = [b for _, lo, hi, _ in ULP_CLASSES for b in range(lo, hi + 1)]
@@ -604,7 +604,7 @@ def test_reports_import_no_backend_and_no_oracle(run_dir: Path, tmp_path: Path) 
     proc = subprocess.run([sys.executable, "-c", code, str(run_dir / "results.json"), str(out)], capture_output=True,
                           text=True, check=True, timeout=300)
     modules = set(proc.stdout.split())
-    forbidden = {"conformance.oracle", "conformance.worker", "conformance.run", "conformance.registry", "conformance.bounds",
+    forbidden = {"conformance.oracle.evaluate", "conformance.execution.worker", "conformance.run.run", "conformance.execution.registry", "conformance.judge.bounds",
                  "impls", "torch", "jax", "mpmath"}
     assert not modules & forbidden, modules & forbidden
 

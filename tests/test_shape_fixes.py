@@ -6,8 +6,8 @@ import pytest
 
 from conformance.errors import ShapeError
 from conformance.expr import to_text
-from conformance.parse import parse_expr
-from conformance.shapes import infer_shape, suggest_fixes
+from conformance.spec.parse import parse_expr
+from conformance.spec.shapes import infer_shape, suggest_fixes
 
 SHAPES = {"x": ("n", "d_in"), "W": ("d_in", "k"), "V": ("k", "m"), "g": ("n", "m"), "s": ("n", "k")}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conformance.errors import ShapeError
-from conformance.parse import parse_expr
-from conformance.shapes import infer_all, infer_shape
+from conformance.spec.parse import parse_expr
+from conformance.spec.shapes import infer_all, infer_shape
 
 ROW = {"x": ("n", "d_in"), "W1": ("d_in", "hidden"), "b1": (1, "hidden"), "h": ("n", "hidden"),
        "W2": ("hidden", "d_out"), "yhat": ("n", "d_out"), "y": ("n", "d_out")}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conformance.errors import ShapeError, SpecError
-from conformance.oracle import verify_identity
-from conformance.cases import generate_cases
-from conformance.spec import load_spec, load_spec_text
+from conformance.oracle.evaluate import verify_identity
+from conformance.cases.generate import generate_cases
+from conformance.spec.model import load_spec, load_spec_text
 
 from .conftest import SPEC_DIR
 

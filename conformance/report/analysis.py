@@ -328,7 +328,7 @@ def _pytest_command(doc: Mapping[str, Any], quantity: str, kind: str, layout: st
 
 
 def _is_shipped_spec(path: str) -> bool:
-    from conformance.spec import spec_dir
+    from conformance.spec.model import spec_dir
 
     name = Path(path).name
     return (spec_dir() / name).is_file() and Path(path).parent.name in ("spec", "_spec")

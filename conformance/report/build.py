@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from markupsafe import Markup
 
-from conformance.results import load_results, merge, write_json_atomic
+from conformance.results.document import load_results, merge, write_json_atomic
 
 from .analysis import Analysis, analyse, display_path
 from .plots import ratio_vs_magnitude, svg_for_html, ulp_bars

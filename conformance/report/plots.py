@@ -67,7 +67,7 @@ def _figure(width: float, height: float) -> object:
 
 
 #: Classes of ulp error shown in the distribution bars: (label, first bucket, last bucket, colour).
-#: Bucket 0 holds exact results, bucket b (1..32) holds [2**(b-1), 2**b), bucket 33 NaN/inf (conformance.compare).
+#: Bucket 0 holds exact results, bucket b (1..32) holds [2**(b-1), 2**b), bucket 33 NaN/inf (conformance.judge.compare).
 ULP_CLASSES = (
     ("exact", 0, 0, "#1a9850"),
     ("1 ulp", 1, 1, "#91cf60"),

@@ -1,0 +1,78 @@
+"""An on-disk cache of error bounds, beside the oracle's results they are computed from.
+
+A case's bounds (conformance/bounds.py) are a pure function of the oracle's
+node values, the inputs, the dtype and the spec's tolerance policy, so a rerun
+of the same cases can read them instead of recomputing them: this is what is
+left of a case's cost, besides the backend and the comparison, once the oracle
+is cached. An entry is keyed by the oracle entry's key, the dtype, the policy,
+and the source of the modules that compute bounds; it holds one array per
+expression, computed on first use. An expression whose bound raises is never
+stored (the run records the error each time).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from conformance.judge.bounds import ErrorBounds
+from conformance.cache.store import BlobStore, key_digest
+from conformance import expr, formats
+from conformance.cache.keys import code_hash
+from conformance.cache.oracle_cache import OracleCache
+from conformance.judge import bounds
+from conformance.spec import model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from conformance.oracle.engines.base import Engine
+    from conformance.expr import Expr
+    from conformance.oracle.evaluate import OracleEvaluation
+    from conformance.spec.model import Identity, Layout, TolerancePolicy
+
+__all__ = ["CachedBounds"]
+
+_SOURCES = (bounds, formats, expr, model)  # the code an error bound depends on
+
+
+class CachedBounds:
+    """``bound(expr)`` as :class:`~conformance.judge.bounds.ErrorBounds` gives it, read from the cache where stored.
+
+    Call :meth:`flush` once the case's bounds are computed, to store the new ones.
+    """
+
+    def __init__(self, oracle_cache: OracleCache, engine: "Engine", layout: "Layout", ev: "OracleEvaluation",
+                 inputs: Mapping[str, np.ndarray], identities: Sequence["Identity"], dtype: str,
+                 policy: "TolerancePolicy", start_bits: int) -> None:
+        self.store: BlobStore = oracle_cache.bounds_store
+        self._args = (layout, ev.nodes, inputs, dtype, policy)
+        self.key = {"kind": "bounds", "oracle": key_digest(oracle_cache.key(engine, layout, inputs, identities,
+                                                                             start_bits)),
+                    "dtype": dtype, "policy": repr(policy), "code": code_hash(*_SOURCES)}
+        entry = self.store.get(self.key)
+        self._stored: dict[str, np.ndarray] = {}
+        if entry is not None:
+            names = entry.meta.get("exprs", [])
+            self._stored = {e: entry.arrays[f"b{i}"] for i, e in enumerate(names) if f"b{i}" in entry.arrays}
+        self._live: ErrorBounds | None = None
+        self._new: dict[str, np.ndarray] = {}
+
+    def bound(self, expr: "Expr") -> np.ndarray:
+        k = repr(expr)
+        hit = self._stored.get(k)
+        if hit is not None:
+            return hit
+        if self._live is None:
+            self._live = ErrorBounds(*self._args)
+        b = self._live.bound(expr)
+        self._new[k] = b
+        return b
+
+    def flush(self) -> None:
+        if not self._new:
+            return
+        merged = {**self._stored, **self._new}
+        names = list(merged)
+        self.store.put(self.key, {f"b{i}": np.asarray(merged[e], dtype=np.float64) for i, e in enumerate(names)},
+                       {"exprs": names})
+        self._new = {}

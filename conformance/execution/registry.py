@@ -1,0 +1,111 @@
+"""Finding backends: built-in names, the ``gradconform.backends`` entry points, and ``module:attr``.
+
+Resolution never imports a backend's library in the harness process: a
+:class:`BackendRef` is only a name and an import target; loading happens in
+the worker process (:mod:`conformance.execution.worker`), so a backend that crashes on
+import cannot take the harness down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from conformance.backend import Backend
+from conformance.errors import BackendNotFound
+
+__all__ = ["BackendRef", "BUILTIN", "ENTRY_POINT_GROUP", "find", "discover", "load", "BackendLoadError"]
+
+ENTRY_POINT_GROUP = "gradconform.backends"
+
+#: Built-in backends: name -> import target.
+BUILTIN: dict[str, str] = {
+    "numpy": "impls.numpy:NumpyBackend",
+    "numpy-composed": "impls.numpy:NumpyComposedBackend",
+    "torch": "impls.torch:TorchBackend",
+    "torch-fused": "impls.torch:TorchFusedBackend",
+    "jax": "impls.jax:JaxBackend",
+    "jax-fused": "impls.jax:JaxFusedBackend",
+}
+
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class BackendLoadError(Exception):
+    """The backend's module could not be imported or its object is not a backend."""
+
+
+@dataclass(frozen=True)
+class BackendRef:
+    name: str
+    target: str  # "package.module:attr"
+    source: str  # "built-in", "entry point (<distribution>)" or "module:attr"
+
+
+def discover() -> list[BackendRef]:
+    """Every backend known by name: built-ins first, then entry points (which may not shadow them)."""
+    refs = [BackendRef(n, t, "built-in") for n, t in BUILTIN.items()]
+    seen = set(BUILTIN)
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in seen:
+            continue
+        dist = getattr(getattr(ep, "dist", None), "name", None) or "unknown distribution"
+        refs.append(BackendRef(ep.name, ep.value, f"entry point ({dist})"))
+        seen.add(ep.name)
+    return refs
+
+
+def find(name: str) -> BackendRef:
+    """Resolve a backend name or a ``package.module:attr`` target."""
+    for ref in discover():
+        if ref.name == name:
+            return ref
+    if _TARGET.match(name):
+        top = name.partition(":")[0].split(".")[0]
+        if importlib.util.find_spec(top) is None:  # locates, imports nothing
+            raise BackendNotFound(f"backend {name!r}: no module {top!r} can be found (sys.path: the current "
+                                  "directory, installed packages); check the spelling, or install the package")
+        return BackendRef(name.split(":")[1], name, "module:attr")
+    known = ", ".join(r.name for r in discover())
+    raise BackendNotFound(
+        f"unknown backend {name!r}. Known backends: {known}. A backend of your own can be given as "
+        f"'package.module:attr', or registered in the {ENTRY_POINT_GROUP!r} entry-point group "
+        "(see README, 'Writing a backend'); `gradconform backends` lists what is found."
+    )
+
+
+def load(ref: BackendRef) -> Any:
+    """Import and instantiate the backend (call this in the worker process)."""
+    module_name, _, attr = ref.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            why = f"module {missing!r} not found (is the package installed, and the name right?)"
+        elif missing:
+            why = f"{missing} is not installed (needed by {module_name})"
+        else:
+            why = str(exc)
+        raise BackendLoadError(f"backend {ref.name!r} cannot be imported: {why}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise BackendLoadError(f"{module_name} has no attribute {attr!r} (backend {ref.name!r})") from None
+    if inspect.isclass(obj):
+        obj = obj()
+    elif callable(obj) and not hasattr(obj, "evaluate"):
+        obj = obj()
+    if not callable(getattr(obj, "evaluate", None)):
+        raise BackendLoadError(f"{ref.target} is not a backend: it has no evaluate(request) method "
+                               "(subclass conformance.backend.Backend)")
+    if not isinstance(obj, Backend) and not hasattr(obj, "name"):
+        raise BackendLoadError(f"{ref.target} has no 'name' attribute (subclass conformance.backend.Backend)")
+    return obj

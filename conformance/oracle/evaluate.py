@@ -1,0 +1,301 @@
+"""The high-precision oracle: certified reference values, and the independent check of each identity.
+
+Certification. Every quantity is evaluated in an enclosure arithmetic (an
+*engine*, :mod:`conformance.oracle.engines.base`: mpmath intervals by default, Arb balls
+with ``engine="flint"``), so each component comes out as an interval that
+encloses the exact value. A component is accepted when its interval is a point, or lies inside
+(-2**-1100, 2**-1100) (it rounds to zero in every binary format), or is
+narrower than 2**-(53 + 40) of its magnitude *and* both endpoints round to
+the same float64 (Ziv's test; plus, where that float64 is a rounding midpoint
+of a narrower format, the interval must not contain it, so the single
+rounding into float32, float16 and bfloat16 is decided too). Otherwise the
+precision doubles, from 128 bits up to 4096; the oracle never returns an
+uncertified value (:class:`OracleError`). The rule is
+:mod:`conformance.oracle.certify`, the same for every engine.
+
+Independence. :func:`verify_identity` differentiates the forward definitions
+with dual numbers (:class:`~conformance.oracle.arith.DualOps`), which know only each
+primitive's derivative, and compares with the identity's closed form. Disjoint
+intervals refute an identity rigorously; it holds on a case when both are
+certified and overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import mpmath
+import numpy as np
+
+from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact, certified_endpoints
+from conformance.oracle.engines.base import Engine, get_engine
+from conformance.errors import OracleError
+from conformance.expr import Expr, free_names, interpret
+from conformance.oracle.arith import Dual, DualOps, FractionOps, IvOps, endpoints, to_fraction, to_iv
+from conformance.spec.model import Identity, Layout
+
+
+__all__ = [
+    "Exact",
+    "OracleEvaluation",
+    "Verification",
+    "evaluate",
+    "derivative",
+    "verify_identity",
+    "preconditions_hold",
+    "applicable",
+    "certify",
+    "START_BITS",
+    "MAX_BITS",
+    "TARGET_BITS",
+    "TIE_BITS",
+]
+
+
+@dataclass(frozen=True)
+class OracleEvaluation:
+    """Everything the comparison needs about one case.
+
+    ``values`` maps forward names and identity ids to certified values;
+    ``nodes`` gives a float64 approximation of every sub-expression (the error
+    bounds are computed from them); ``preconditions`` says which hold exactly;
+    ``precision`` is the number of bits at which everything was certified.
+    """
+
+    values: Mapping[str, Exact]
+    nodes: Mapping[Expr, np.ndarray]
+    preconditions: Mapping[str, bool]
+    precision: int
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of checking one identity against the derivative of the forward definitions.
+
+    ``verdict`` is ``holds``, ``refuted`` or ``not_applicable``.
+    """
+
+    identity: str
+    layout: str
+    verdict: str
+    reason: str
+    worst_index: tuple[int, ...] | None = None
+    identity_value: float | None = None
+    derivative_value: float | None = None
+    precision: int = 0
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == "holds"
+
+
+# --------------------------------------------------------------------------- certification
+
+def _certified_component(x: Any, *, waive_ties: bool = False) -> tuple[float, float] | None:
+    """(hi, lo) of one mpmath interval if it is certified, else None (the rule:
+    :func:`conformance.oracle.certify.certified_endpoints`).
+
+    ``waive_ties``: accept a narrow interval that contains a rounding midpoint
+    (of float64 or of a narrower format). Such a value is a midpoint plus a
+    perturbation far below any precision worth chasing (one-hot labels and a
+    logit gap of 1e4 perturb by e**-10000): its rounding is then ambiguous by
+    one ulp, and the evaluation counts it as undecided. The verdict is not
+    affected (it compares with the exact value, not its rounding).
+    """
+    a, b = endpoints(x)
+    return certified_endpoints(a, b, waive_ties=waive_ties)
+
+
+def certify(fn: Callable[[], tuple[dict[str, Any], Any]], *, start_bits: int = START_BITS,
+            engine: "str | Engine | None" = None) -> tuple[dict[str, Exact], dict[str, Any], Any, int]:
+    """Run ``fn()`` at increasing precisions of ``engine`` until every output component is certified.
+
+    ``fn`` computes with the engine's algebra (it runs inside the engine's
+    precision context). Returns the certified values, the raw enclosures,
+    ``fn``'s extra output and the precision.
+    """
+    eng = get_engine(engine)
+    p = start_bits
+    while p <= MAX_BITS:
+        with eng.precision(p):
+            raw, extra = fn()
+            exact = eng.certify_all(raw, waive_ties=p >= TIE_BITS, bits=p)
+        if exact is not None:
+            return exact, raw, extra, p
+        p *= 2
+    raise OracleError(f"could not certify the reference values with {MAX_BITS} bits of precision "
+                      "(cancellation beyond what the oracle will chase)")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def preconditions_hold(layout: Layout, inputs: Mapping[str, np.ndarray]) -> dict[str, bool]:
+    """Decide each precondition exactly, in rational arithmetic."""
+    needed: set[str] = set()
+    for pre in layout.preconditions.values():
+        needed |= free_names(pre.expr)
+    env = {k: to_fraction(v) for k, v in inputs.items() if k in needed}  # Fractions are slow: only what is used
+    ops = FractionOps()
+    out: dict[str, bool] = {}
+    for name, pre in layout.preconditions.items():
+        value = interpret(pre.expr, env, ops)
+        out[name] = all(v == pre.equals for v in value.reshape(-1).tolist())
+    return out
+
+
+def applicable(identity: Identity, sizes: Mapping[str, int], preconditions: Mapping[str, bool]) -> bool:
+    """Whether an identity is claimed for a case: its pinned dimensions match and its preconditions hold."""
+    if any(sizes.get(d) != v for d, v in identity.when.items()):
+        return False
+    return all(preconditions.get(r, False) for r in identity.requires)
+
+
+def _forward(layout: Layout, env: dict[str, Any], ops: Any, cache: dict[Expr, Any] | None) -> dict[str, Any]:
+    for d in layout.forward:
+        env[d.name] = interpret(d.expr, env, ops, cache)
+    return env
+
+
+def evaluate(
+    layout: Layout,
+    inputs: Mapping[str, np.ndarray],
+    identities: Sequence[Identity],
+    *,
+    start_bits: int = START_BITS,
+    engine: "str | Engine | None" = None,
+) -> OracleEvaluation:
+    """Certified forward values and identity values for one case.
+
+    ``engine``: the arithmetic (:mod:`conformance.oracle.engines.base`; default mpmath
+    intervals). The on-disk cache sits above this function
+    (:func:`conformance.cache.oracle_cache.cached_evaluate`): the oracle never reads a cache.
+    """
+    eng = get_engine(engine)
+    pre = preconditions_hold(layout, inputs)
+    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+
+    def run() -> tuple[dict[str, Any], tuple[dict[Expr, Any], Any]]:
+        ops, env = eng.start(arrays)
+        nodes: dict[Expr, Any] = {}
+        _forward(layout, env, ops, nodes)
+        out = {d.name: env[d.name] for d in layout.forward}
+        for ident in identities:
+            out[ident.id] = interpret(ident.expr, env, ops, nodes)
+        return out, (nodes, ops)
+
+    exact, _, (nodes, ops), prec = certify(run, start_bits=start_bits, engine=eng)
+    approx = eng.approx_all(nodes, ops)
+    return OracleEvaluation(values=exact, nodes=approx, preconditions=pre, precision=prec)
+
+
+# --------------------------------------------------------------------------- derivatives
+
+def derivative(layout: Layout, inputs: Mapping[str, np.ndarray], *, kind: str, of: str, wrt: str,
+               convention: str | None = None) -> np.ndarray:
+    """The derivative of forward value ``of`` with respect to ``wrt`` (an input or a forward value), by
+    forward-mode dual numbers over intervals at the current ``mpmath.iv.prec``, in the identity's layout."""
+    iv = mpmath.iv
+    ops = DualOps()
+    env: dict[str, Dual] = {}
+    seeded = False
+
+    def seed(value: np.ndarray) -> Dual:
+        k = value.size
+        t = np.empty((k, k), dtype=object)
+        for i in range(k):
+            for j in range(k):
+                t[i, j] = iv.mpf(1 if i == j else 0)
+        return Dual(value, t.reshape((k,) + value.shape))
+
+    for name, arr in inputs.items():
+        value = to_iv(arr)
+        if name == wrt:
+            env[name] = seed(value)
+            seeded = True
+        else:
+            env[name] = Dual(value, None)
+    for d in layout.forward:
+        val = interpret(d.expr, env, ops, {})
+        if d.name == wrt:
+            val = seed(val.v)
+            seeded = True
+        env[d.name] = val
+    if not seeded:
+        raise KeyError(f"{wrt!r} is neither an input nor a forward value")
+    out = env[of]
+    wrt_shape = env[wrt].v.shape
+    k = int(np.prod(wrt_shape))
+    if out.t is None:
+        t = np.empty((k,) + out.v.shape, dtype=object)
+        for idx in np.ndindex(t.shape):
+            t[idx] = iv.mpf(0)
+    else:
+        t = out.t
+    if kind == "gradient":
+        if out.v.shape != (1, 1):
+            raise ValueError(f"gradient of non-scalar {of!r}")
+        return np.array(t).reshape(wrt_shape)
+    flat = np.array(t).reshape(k, -1)  # row j: d of / d wrt_j
+    return flat.T.copy() if convention == "numerator" else flat.copy()
+
+
+def verify_identity(
+    layout: Layout,
+    identity: Identity,
+    inputs: Mapping[str, np.ndarray],
+    sizes: Mapping[str, int],
+    *,
+    expr: Expr | None = None,
+    ignore_requires: bool = False,
+    start_bits: int = START_BITS,
+) -> Verification:
+    """Check ``identity`` (or another closed form ``expr`` claimed for the same derivative) against the
+    dual-number derivative of the forward definitions, on one case (cached above this function:
+    :func:`conformance.cache.oracle_cache.cached_verify_identity`)."""
+    if any(sizes.get(d) != v for d, v in identity.when.items()):
+        return Verification(identity.id, layout.name, "not_applicable", "pinned dimensions do not match this case")
+    pre = preconditions_hold(layout, inputs)
+    if not ignore_requires and not all(pre.get(r, False) for r in identity.requires):
+        return Verification(identity.id, layout.name, "not_applicable", "preconditions do not hold for this case")
+    closed_form = expr if expr is not None else identity.expr
+    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+    iv = mpmath.iv
+    saved = iv.prec
+    p = start_bits
+    try:
+        while p <= MAX_BITS:
+            iv.prec = p
+            env = {k: to_iv(v) for k, v in arrays.items()}
+            _forward(layout, env, IvOps(), {})
+            closed = interpret(closed_form, env, IvOps(), {})
+            ad = derivative(layout, arrays, kind=identity.kind, of=identity.of, wrt=identity.wrt,
+                            convention=identity.convention)
+            if closed.shape != ad.shape:
+                return Verification(identity.id, layout.name, "refuted",
+                                    f"shape {closed.shape[0]} x {closed.shape[1]} differs from the derivative's "
+                                    f"{ad.shape[0]} x {ad.shape[1]}", precision=p)
+            closed = np.broadcast_to(closed, ad.shape)
+            with mpmath.workprec(2 * p):
+                # disjoint intervals refute the identity rigorously, at any precision
+                for idx, d in np.ndenumerate(ad):
+                    c = closed[idx]
+                    (ca, cb), (da, db) = endpoints(c), endpoints(d)
+                    if cb < da or db < ca:
+                        return Verification(
+                            identity.id, layout.name, "refuted",
+                            f"differs from the derivative of the forward definitions at component {idx}",
+                            tuple(int(i) for i in idx), _mid(c), _mid(d), p)
+                if all(_certified_component(v) is not None for v in closed.reshape(-1)) and \
+                        all(_certified_component(v) is not None for v in ad.reshape(-1)):
+                    return Verification(identity.id, layout.name, "holds",
+                                        "agrees with the derivative of the forward definitions", precision=p)
+            p *= 2
+    finally:
+        iv.prec = saved
+    raise OracleError(f"could not decide identity {identity.id!r} with {MAX_BITS} bits of precision")
+
+
+def _mid(x: Any) -> float:
+    a, b = endpoints(x)
+    return float((a + b) / 2)

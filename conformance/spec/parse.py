@@ -1,0 +1,133 @@
+"""Parse the spec's math language into a tree, with a whitelist. Never ``eval``.
+
+The language is Python's expression syntax restricted to: names that the spec
+declares, numeric literals, ``+ - * / @``, unary minus, ``**`` with a
+non-negative integer literal, ``.T``, and calls of the functions in
+:data:`conformance.expr.FUNCTIONS` (``axis=0|1`` the only keyword). Python's own
+parser is used only to tokenise and build a syntax tree; every node is then
+checked and converted, and anything else is an error that names the file, the
+key and the offending token.
+"""
+
+from __future__ import annotations
+
+import ast
+from fractions import Fraction
+from typing import Collection
+
+from conformance.errors import SpecError
+from conformance.expr import AXIS_FUNCTIONS, AXIS_REQUIRED, FUNCTIONS, BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
+
+__all__ = ["parse_expr", "MAX_EXPRESSION_LENGTH"]
+
+MAX_EXPRESSION_LENGTH = 4000
+_MAX_DEPTH = 200
+
+_BINOPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult: "@"}
+_OP_SPELLING: dict[type, str] = {
+    ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
+    ast.BitXor: "^", ast.BitAnd: "&", ast.Invert: "~", ast.Not: "not", ast.UAdd: "+",
+}
+
+
+def parse_expr(text: str, *, names: Collection[str], file: str | None = None, key: str | None = None) -> Expr:
+    """Parse ``text`` into an :class:`~conformance.expr.Expr`.
+
+    ``names`` are the identifiers the expression may use (the spec's inputs and
+    the forward values defined so far). ``file`` and ``key`` locate the
+    expression in error messages.
+    """
+
+    def fail(message: str, node: ast.AST | None = None) -> SpecError:
+        if node is not None and hasattr(node, "col_offset"):
+            token = ast.get_source_segment(text, node) or type(node).__name__
+            message = f"{message} (at column {node.col_offset + 1}: {token!r})"
+        return SpecError(f"{message} in expression {text!r}", file=file, key=key)
+
+    if not isinstance(text, str):
+        raise SpecError(f"an expression must be a string, not {type(text).__name__}", file=file, key=key)
+    if not text.strip():
+        raise SpecError("empty expression", file=file, key=key)
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise SpecError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters", file=file, key=key)
+    if "\n" in text.strip():
+        raise SpecError("an expression must be on one line", file=file, key=key)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        col = (exc.offset or 1)
+        raise SpecError(f"syntax error at column {col}: {exc.msg} in expression {text!r}", file=file, key=key) from None
+    except RecursionError:
+        raise SpecError(f"expression nested too deeply: {text[:60]!r}...", file=file, key=key) from None
+    text = text.strip()
+    known = frozenset(names)
+
+    def conv(node: ast.AST, depth: int) -> Expr:
+        if depth > _MAX_DEPTH:
+            raise fail("expression nested too deeply", node)
+        if isinstance(node, ast.Name):
+            if node.id not in known:
+                hint = ""
+                if node.id in FUNCTIONS:
+                    hint = f" ({node.id} is a function: call it)"
+                raise fail(f"unknown name {node.id!r}{hint}; declared here: {', '.join(sorted(known)) or 'none'}", node)
+            return Name(node.id, col=node.col_offset)
+        if isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise fail(f"only numeric literals are allowed, not {type(value).__name__}", node)
+            literal = ast.get_source_segment(text, node) or repr(value)
+            try:
+                exact = Fraction(literal.replace("_", ""))
+            except (ValueError, ZeroDivisionError):
+                raise fail("numeric literal that is not a finite real number", node) from None
+            return Const(exact, text=literal, col=node.col_offset)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub):
+                return Neg(conv(node.operand, depth + 1), col=node.col_offset)
+            raise fail(f"operator {_OP_SPELLING.get(type(node.op), type(node.op).__name__)!r} is not allowed", node)
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, ast.Pow):
+                exp = node.right
+                if not (isinstance(exp, ast.Constant) and type(exp.value) is int and 0 <= exp.value <= 64):
+                    raise fail("'**' takes a non-negative integer literal exponent (at most 64)", exp)
+                return Pow(conv(node.left, depth + 1), int(exp.value), col=node.col_offset)
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                raise fail(f"operator {_OP_SPELLING.get(type(node.op), type(node.op).__name__)!r} is not allowed", node)
+            return BinOp(op, conv(node.left, depth + 1), conv(node.right, depth + 1), col=node.col_offset)
+        if isinstance(node, ast.Attribute):
+            if node.attr != "T":
+                raise fail(f"attribute access is not allowed (only '.T', the transpose), found '.{node.attr}'", node)
+            return Transpose(conv(node.value, depth + 1), col=node.col_offset)
+        if isinstance(node, ast.Call):
+            func = node.func
+            if not isinstance(func, ast.Name):
+                raise fail("only the language's functions can be called", func)
+            fn = func.id
+            if fn not in FUNCTIONS:
+                raise fail(f"unknown function {fn!r}; allowed: {', '.join(sorted(FUNCTIONS))}", func)
+            arity = FUNCTIONS[fn][0]
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                raise fail("starred arguments are not allowed", node)
+            if len(node.args) != arity:
+                raise fail(f"{fn} takes {arity} argument{'s' if arity != 1 else ''}, got {len(node.args)}", node)
+            axis: int | None = None
+            for kw in node.keywords:
+                if kw.arg != "axis" or fn not in AXIS_FUNCTIONS:
+                    allowed = "axis=0 or axis=1" if fn in AXIS_FUNCTIONS else "no keyword arguments"
+                    raise fail(f"{fn} takes {allowed}", kw.value if kw.arg is None else kw.value)
+                if not (isinstance(kw.value, ast.Constant) and type(kw.value.value) is int and kw.value.value in (0, 1)):
+                    raise fail(f"{fn}: axis must be the literal 0 or 1", kw.value)
+                axis = int(kw.value.value)
+            if fn in AXIS_REQUIRED and axis is None:
+                raise fail(f"{fn} needs axis=0 or axis=1 (which way each distribution runs)", node)
+            return Call(fn, tuple(conv(a, depth + 1) for a in node.args), axis, col=node.col_offset)
+        spelled = {
+            ast.Compare: "comparison", ast.BoolOp: "boolean operator", ast.Subscript: "indexing",
+            ast.Lambda: "lambda", ast.IfExp: "conditional expression", ast.Tuple: "tuple", ast.List: "list",
+            ast.Dict: "dict", ast.Set: "set", ast.JoinedStr: "f-string", ast.NamedExpr: "assignment",
+        }.get(type(node), type(node).__name__)
+        raise fail(f"{spelled} is not part of the math language", node)
+
+    return conv(tree.body, 0)

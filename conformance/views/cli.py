@@ -1,0 +1,396 @@
+"""The ``gradconform`` command line.
+
+    gradconform run [--backend NAME ...] [--out reports]   conformance runs + reports for the installed backends
+    gradconform backends                                   what backends are found, and why any is unavailable
+    gradconform rerun RESULTS.json CASE [--quantity Q]     recompute one case exactly, from a results file
+    gradconform report [--out reports] [RESULTS ...]       (re)build the reports and the scoreboard from results files
+    gradconform verify [--spec FILE]                       check the spec's identities against the oracle's derivatives
+    gradconform lint [SPEC ...] [-v]                       static checks of spec files (shapes, layout discrimination)
+    gradconform check 'EXPR' --wrt x --layout row          is a hand-derived gradient conformable, and correct?
+    gradconform merge OUT.json SHARD.json ...              merge the results files of shards (or machines) into one
+    gradconform bench [--quick] [--out FILE]               measure the oracle, the harness and the suite (benchmarks/)
+
+Every failure the user can cause (an unknown backend, a bad spec file, a
+missing results file) ends with a one-paragraph message and exit status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from conformance._version import __version__
+
+__all__ = ["main"]
+
+
+def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    widths = [max(len(str(r[i])) for r in list(rows) + [header]) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+# ---------------------------------------------------------------------------- backends
+
+def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
+    from conformance.execution.registry import find
+    from conformance.execution.worker import Worker
+
+    w = Worker(find(name), startup_timeout=timeout)
+    try:
+        return w.start()
+    finally:
+        w.close()
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from conformance.backend import DTYPES
+    from conformance.execution.registry import discover
+
+    found = [(ref, _probe(ref.name)) for ref in discover()]
+    rows = []
+    for ref, info in found:
+        versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
+        dtypes = ",".join(d for d in DTYPES if d in info.dtypes) if info.available else "-"
+        devices = ",".join(info.devices) if info.available else "-"
+        rows.append([ref.name, ref.source, "yes" if info.available else "no",
+                     versions if info.available else info.reason, dtypes, devices])
+    _print_table(rows, ["backend", "source", "available", "versions / reason", "dtypes", "devices"])
+    if args.verbose:
+        print()
+        for ref, info in found:
+            print(f"{ref.name} ({ref.target}): {info.description or 'no description'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- run
+
+def _conformance_dir() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from conformance.execution.registry import BUILTIN, find
+    from conformance.errors import BackendNotFound
+
+    out = Path(args.out)
+    names = args.backend or list(BUILTIN)
+    try:
+        refs = [find(n) for n in names]
+    except BackendNotFound as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    ran: list[str] = []
+    for ref in refs:
+        info = _probe(ref.name)
+        if not info.available:
+            print(f"== {ref.name}: not available ({info.reason}); skipped")
+            continue
+        print(f"== {ref.name}: running the conformance suite", flush=True)
+        results = out / ref.name / "results.json.gz"  # compressed: small enough to publish beside the report
+        cmd = [sys.executable, "-m", "pytest", str(_conformance_dir()), "--backend", ref.name if ref.source != "module:attr"
+               else ref.target, "--results", str(results), "-q", "-p", "no:cacheprovider", "--no-header",
+               "--tb=no", "-rN", f"--rootdir={_conformance_dir().parent}"]
+        if args.spec:
+            cmd += ["--spec", args.spec]
+        if args.examples is not None:
+            cmd += ["--examples", str(args.examples)]
+        if args.workers:
+            cmd += ["-n", str(args.workers)]
+        for opt in ("oracle", "oracle_cache", "shard"):
+            if getattr(args, opt, None):
+                cmd += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
+        proc = subprocess.run(cmd, cwd=_conformance_dir().parent)
+        if not results.exists():
+            print(f"gradconform: the run for {ref.name} produced no results (pytest exit status {proc.returncode})",
+                  file=sys.stderr)
+            return 1
+        ran.append(ref.name)
+    if not ran:
+        print("gradconform: no backend could run", file=sys.stderr)
+        return 1
+    try:
+        from conformance.report import build_all
+    except ImportError:
+        print(f"results written under {out}/ (the report generator is not installed)")
+        return 0
+    build_all(out)
+    print(f"reports written: {out}/index.html, {out}/README.md and {out}/<backend>/")
+    return 0
+
+
+# ---------------------------------------------------------------------------- rerun
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from conformance.cases.generate import Case
+    from conformance.results.document import load_results
+    from conformance.run.run import Run
+    from conformance.spec.model import load_spec, load_spec_text
+    from conformance.errors import GradconformError
+
+    try:
+        doc = load_results(args.results)
+    except (OSError, ValueError) as exc:
+        print(f"gradconform: cannot read results file: {exc}", file=sys.stderr)
+        return 2
+    matches = [c for c in doc["cases"] + [ce["case"] for ce in doc.get("counterexamples", [])] if c["id"] == args.case]
+    if not matches:
+        print(f"gradconform: no case {args.case!r} in {args.results}", file=sys.stderr)
+        return 2
+    case = Case.from_json(matches[0])
+    try:
+        if args.spec or not doc["spec"].get("text") or Path(doc["spec"].get("path") or "").is_file():
+            spec = load_spec(args.spec or (doc["spec"].get("path") or None))
+        else:  # the spec file is not here (another machine): use the copy the results file embeds
+            spec = load_spec_text(doc["spec"]["text"], name=f"{doc['spec'].get('name', 'spec')} (embedded in {args.results})")
+    except GradconformError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    if spec.sha256 != doc["spec"]["sha256"]:
+        print(f"warning: the spec file's hash differs from the one these results were made with", file=sys.stderr)
+    backend = args.backend or doc["backend"].get("requested") or doc["backend"]["name"]
+    try:
+        with Run(spec, backend, isolate=not args.no_isolate) as run:
+            records, bits = run.evaluate_case(case, only=[args.quantity] if args.quantity else None)
+    except GradconformError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    print(f"case {case.id}: layout {case.layout}, dtype {case.dtype}, regime {case.regime}, family {case.family}"
+          + (f", magnitude {case.magnitude:g}" if case.magnitude is not None else "") + f"; oracle certified at {bits} bits")
+    for k, v in case.inputs.items():
+        print(f"  {k} = {v.astype(float).tolist()}")
+    rows = [[r.quantity, r.status + (f" ({r.detail})" if r.detail else ""), _num(r.max_ratio), _num(r.max_ulp, "{:.0f}"),
+             _num(r.max_rel_err), r.message.splitlines()[0][:80] if r.message else ""] for r in records]
+    _print_table(rows, ["quantity", "status", "error/allowed", "max ulp", "max rel err", "message"])
+    return 0 if all(r.status == "pass" for r in records) else 1
+
+
+def _num(x: object, fmt: str = "{:.3g}") -> str:
+    if x is None:
+        return "-"
+    try:
+        return fmt.format(float(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(x)
+
+
+# ---------------------------------------------------------------------------- report
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from jsonschema import ValidationError
+
+    from conformance.report import build_reports, find_results
+
+    out = Path(args.out)
+    missing = [p for p in args.results if not Path(p).is_file()]
+    if missing:
+        print(f"gradconform: no such results file: {missing[0]}", file=sys.stderr)
+        return 2
+    if not args.results and not find_results(out):
+        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
+              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
+        return 2
+    try:
+        built = build_reports(out, args.results)
+    except (OSError, ValueError) as exc:  # unreadable or invalid results files, mismatched shards
+        print(f"gradconform: cannot build the reports: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"gradconform: cannot build the reports: a results file does not match the schema: {exc.message} "
+              f"(at {'/'.join(map(str, exc.absolute_path)) or 'the top level'})", file=sys.stderr)
+        return 2
+    for a in built:
+        print(f"{a.backend}: {out}/{a.backend}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
+    print(f"scoreboard: {out}/index.html and {out}/README.md")
+    return 0
+
+
+# ---------------------------------------------------------------------------- verify
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from conformance.errors import GradconformError
+    from conformance.run.run import Run
+    from conformance.spec.model import load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except GradconformError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    run = Run(spec, "numpy", isolate=False)
+    rows, bad = [], 0
+    for lname, lay in spec.layouts.items():
+        for ident in lay.identities:
+            vs = run.verifications(lname, ident.id, per_regime=args.per_regime)
+            n_ok = sum(v["verdict"] == "holds" for v in vs)
+            refuted = [v for v in vs if v["verdict"] != "holds"]
+            bad += bool(refuted) or not vs
+            note = refuted[0]["reason"] if refuted else ("no applicable case" if not vs else "")
+            rows.append([ident.id, lname, f"{n_ok}/{len(vs)}", "holds" if vs and not refuted else "REFUTED" if refuted
+                         else "unchecked", note])
+    _print_table(rows, ["identity", "layout", "cases", "verdict", "note"])
+    return 1 if bad else 0
+
+
+# ---------------------------------------------------------------------------- lint, check
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from conformance.checks.lint import lint, spec_files
+    from conformance.spec.model import spec_dir
+
+    paths: list[Path] = []
+    for given in args.spec or [str(spec_dir())]:
+        p = Path(given)
+        if p.is_dir():
+            paths.extend(spec_files(p))
+        elif p.exists():
+            paths.append(p)
+        else:
+            print(f"gradconform: no such spec file or directory: {given}", file=sys.stderr)
+            return 2
+    failed = 0
+    for p in paths:
+        report = lint(p)
+        print(report.render(verbose=args.verbose))
+        failed += not report.ok
+    return 1 if failed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from conformance.checks.formula import main_check
+
+    return main_check(args)
+
+
+# ---------------------------------------------------------------------------- merge
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from conformance.results.document import load_results, merge, write_json_atomic
+
+    docs = []
+    for path in args.inputs:
+        try:
+            docs.append(load_results(path))
+        except (OSError, ValueError) as exc:
+            print(f"gradconform: cannot read results file {path}: {exc}", file=sys.stderr)
+            return 2
+    shards = sorted({d.get("settings", {}).get("shard") for d in docs} - {None})
+    counts = {s.split("/")[1] for s in shards}
+    if len(counts) > 1:
+        print(f"gradconform: these files are shards of different splits ({', '.join(shards)})", file=sys.stderr)
+        return 2
+    if shards and not args.allow_partial:
+        n = int(next(iter(counts)))
+        missing = [f"{i}/{n}" for i in range(1, n + 1) if f"{i}/{n}" not in shards]
+        if missing:
+            print(f"gradconform: shard(s) {', '.join(missing)} missing (pass --allow-partial to merge anyway)",
+                  file=sys.stderr)
+            return 2
+    try:
+        out = merge(docs)
+    except ValueError as exc:
+        print(f"gradconform: {exc}", file=sys.stderr)
+        return 2
+    out["settings"] = dict(out.get("settings", {}))
+    out["settings"]["shard"] = None
+    if shards:
+        out["settings"]["merged_shards"] = shards
+    write_json_atomic(args.out, out)
+    print(f"merged {len(docs)} results file(s) into {args.out}: {len(out['cases'])} cases, "
+          f"{len(out['records'])} records")
+    return 0
+
+
+# ---------------------------------------------------------------------------- bench
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from conformance.views.bench import main as bench_main
+
+    return bench_main(args)
+
+
+# ---------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gradconform", description="A spec-driven conformance suite for gradients.")
+    p.add_argument("--version", action="version", version=f"gradconform {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the conformance suite for the installed backends and write the reports")
+    r.add_argument("--backend", action="append", help="backend to run (repeatable); default: every built-in one installed")
+    r.add_argument("--out", default="reports", help="directory for results and reports (default: reports)")
+    r.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
+    r.add_argument("--examples", type=int, default=None, help="cases per (family, magnitude) cell")
+    r.add_argument("-n", "--workers", default=None, help="pytest-xdist workers (e.g. 2 or auto)")
+    r.add_argument("--oracle", default=None, choices=["mpmath", "flint"], help="oracle engine")
+    r.add_argument("--oracle-cache", default=None, metavar="on|off|DIR", help="cache of oracle results")
+    r.add_argument("--shard", default=None, metavar="i/N", help="run the i-th of N parts (merge with `merge`)")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("backends", help="list the backends found, with versions or why they are unavailable")
+    b.add_argument("-v", "--verbose", action="store_true", help="also say what each backend computes, and how")
+    b.set_defaults(func=cmd_backends)
+
+    rr = sub.add_parser("rerun", help="recompute one case of a results file, exactly")
+    rr.add_argument("results", help="a results.json written by a run")
+    rr.add_argument("case", help="the case id (12 hex digits)")
+    rr.add_argument("--quantity", default=None, help="only this quantity (e.g. dL/dx)")
+    rr.add_argument("--backend", default=None, help="another backend than the one in the file")
+    rr.add_argument("--spec", default=None, help="the spec file (default: the one named in the results)")
+    rr.add_argument("--no-isolate", action="store_true", help="run the backend in this process")
+    rr.set_defaults(func=cmd_rerun)
+
+    rp = sub.add_parser("report", help="(re)build the HTML and markdown reports and the scoreboard from results files")
+    rp.add_argument("results", nargs="*", help="results files to place under OUT/<backend>/ (several files of one backend "
+                                               "are merged); none: rebuild from OUT/*/results.json[.gz]")
+    rp.add_argument("--out", default="reports", help="reports directory (default: reports)")
+    rp.set_defaults(func=cmd_report)
+
+    v = sub.add_parser("verify", help="check every identity of a spec against the derivative of its forward definitions")
+    v.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
+    v.add_argument("--per-regime", type=int, default=2, help="cases per regime (default 2)")
+    v.set_defaults(func=cmd_verify)
+
+    li = sub.add_parser("lint", help="static checks of spec files: shapes over named dimensions, layout discrimination")
+    li.add_argument("spec", nargs="*", help="spec files or directories (default: the shipped specs)")
+    li.add_argument("-v", "--verbose", action="store_true", help="show how each confusion is told apart")
+    li.set_defaults(func=cmd_lint)
+
+    from conformance.checks.formula import add_check_arguments
+
+    ch = sub.add_parser("check", help="check a hand-derived gradient or Jacobian: shapes, value, diagnosis")
+    add_check_arguments(ch)
+    ch.set_defaults(func=cmd_check)
+
+    m = sub.add_parser("merge", help="merge results files of shards or machines (one backend, spec, seed)")
+    m.add_argument("out", help="the merged results file to write")
+    m.add_argument("inputs", nargs="+", help="results files (for example one per --shard i/N)")
+    m.add_argument("--allow-partial", action="store_true", help="merge even if some shards are missing")
+    m.set_defaults(func=cmd_merge)
+
+    from conformance.views.bench import add_arguments
+
+    bn = sub.add_parser("bench", help="measure oracle engines by width, harness overhead, suite times, peers")
+    add_arguments(bn)
+    bn.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
