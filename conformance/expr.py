@@ -3,7 +3,8 @@
 This module is part of the backend contract: a backend receives the spec's
 forward definitions and identities as these trees and interprets them with its
 own operations (``interpret(expr, env, ops)``). It depends on nothing but the
-standard library, so a backend never has to import harness internals.
+standard library and the registry of primitives (:mod:`conformance.primitives`,
+base layer too), so a backend never has to import harness internals.
 
 Every value in the language is a 2-D matrix; a scalar is a 1 x 1 matrix that
 broadcasts. Reductions keep their dimensions (``sum(X, axis=1)`` is n x 1).
@@ -13,7 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Callable, Generic, Iterator, Mapping, MutableMapping, TypeVar
+
+from conformance.primitives import PRIMITIVES, AxisUse
 
 __all__ = [
     "Expr",
@@ -26,6 +30,7 @@ __all__ = [
     "Call",
     "FUNCTIONS",
     "AXIS_FUNCTIONS",
+    "AXIS_REQUIRED",
     "Ops",
     "UnsupportedPrimitive",
     "interpret",
@@ -40,24 +45,12 @@ __all__ = [
 T = TypeVar("T")
 
 #: Function primitives of the math language: name -> (number of arguments, one-line meaning).
-FUNCTIONS: dict[str, tuple[int, str]] = {
-    "sigmoid": (1, "elementwise 1 / (1 + exp(-x))"),
-    "tanh": (1, "elementwise hyperbolic tangent"),
-    "relu": (1, "elementwise max(x, 0)"),
-    "step": (1, "elementwise 1 if x > 0 else 0 (the derivative of relu, 0 at 0)"),
-    "exp": (1, "elementwise exponential"),
-    "log": (1, "elementwise natural logarithm"),
-    "softmax": (1, "exp(x) / sum(exp(x)) along axis (axis required)"),
-    "log_softmax": (1, "x - logsumexp(x) along axis (axis required)"),
-    "logsumexp": (1, "log(sum(exp(x))) along axis, or over all entries"),
-    "sum": (1, "sum along axis (kept as a length-1 axis), or of all entries (1 x 1)"),
-    "mean": (1, "mean along axis (kept as a length-1 axis), or of all entries (1 x 1)"),
-    "Diag": (1, "k x k diagonal matrix from a 1 x k or k x 1 vector"),
-    "outer": (2, "outer product of two vectors, len(u) x len(v)"),
-}
+#: Derived from the registry (:mod:`conformance.primitives`), the one list of them.
+FUNCTIONS: Mapping[str, tuple[int, str]] = MappingProxyType(
+    {p.name: (p.arity, p.meaning) for p in PRIMITIVES.values()})
 #: Functions that accept ``axis=0|1``; softmax and log_softmax require it.
-AXIS_FUNCTIONS = frozenset({"softmax", "log_softmax", "logsumexp", "sum", "mean"})
-AXIS_REQUIRED = frozenset({"softmax", "log_softmax"})
+AXIS_FUNCTIONS = frozenset(p.name for p in PRIMITIVES.values() if p.axis is not AxisUse.NONE)
+AXIS_REQUIRED = frozenset(p.name for p in PRIMITIVES.values() if p.axis is AxisUse.REQUIRED)
 
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
 

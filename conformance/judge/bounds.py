@@ -20,7 +20,8 @@ rule; in short:
   of summation, blocking or fused multiply-add;
 * products are bounded with the absolute *chains* |A||B||C| (:meth:`ErrorBounds.absval`),
   so that the bound does not depend on how a backend associates a product of matrices;
-* every elementary function adds ``c u |v|``, c from the spec;
+* every elementary function adds ``c u |v|``, c from the spec under the primitive's
+  budget key (:mod:`conformance.primitives`);
 * every result that may underflow, or be flushed to zero by an FTZ backend, adds
   eta = 2**emin; a subnormal input may be read as 0 (DAZ): its error is |x|;
 * a logarithm whose argument may have underflowed is bounded through the
@@ -41,15 +42,17 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Mapping
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import numpy as np
 
 from conformance.expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
 from conformance.formats import FloatFormat, get_format
+from conformance.primitives import primitive
 from conformance.spec.model import Layout, TolerancePolicy
 
-__all__ = ["ErrorBounds", "gamma", "forward_bounds", "expression_bound"]
+__all__ = ["ErrorBounds", "PRIMITIVE_RULES", "gamma", "forward_bounds", "expression_bound"]
 
 _INF = np.inf
 
@@ -207,53 +210,81 @@ class ErrorBounds:
         raise ValueError(e.op)  # pragma: no cover
 
     def _call(self, e: Call, v: np.ndarray, av: np.ndarray) -> np.ndarray:
-        fn = e.fn
-        c = self.policy.elementary(fn) * self.u
-        if fn == "Diag":
-            ex = self.bound(e.args[0]).reshape(-1)
-            return np.diag(ex)
-        if fn == "outer":
-            a, b = self.value(e.args[0]).reshape(-1), self.value(e.args[1]).reshape(-1)
-            ea, eb = self.bound(e.args[0]).reshape(-1), self.bound(e.args[1]).reshape(-1)
-            return (np.multiply.outer(np.abs(a), eb) + np.multiply.outer(ea, np.abs(b)) + np.multiply.outer(ea, eb)
-                    + self._store(v))
+        """The rule of the call's primitive (:data:`PRIMITIVE_RULES`), given ``c u``, its elementary budget."""
+        return PRIMITIVE_RULES[e.fn](self, e, v, av, self._budget(e.fn))
+
+    def _budget(self, fn: str) -> float:
+        """``c u`` of one evaluation of ``fn``: c from the spec under the primitive's budget key (0 without one)."""
+        key = primitive(fn).budget
+        return 0.0 if key is None else self.policy.elementary(key) * self.u
+
+    def _operand(self, e: Call) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(value, error bound, |value|) of the call's one argument."""
         x = self.value(e.args[0])
-        ex = self.bound(e.args[0])
-        ax = np.abs(x)
-        if fn == "exp":
-            return av * np.expm1(ex) + c * av + self.eta
-        if fn == "log":
-            arg = e.args[0]
-            target = self.layout.definitions.get(arg.id, arg) if isinstance(arg, Name) else arg
-            if isinstance(target, Call) and target.fn == "softmax":
-                return self._log_of_softmax(target, ax, ex, v, c * av) + self.eta
-            return self._log(ax, ex, v) + c * av + self.eta
-        if fn == "sigmoid":
-            # sigmoid' is unimodal: its largest value on [x - e, x + e] is at the point nearest 0
-            dist = np.maximum(ax - ex, 0.0)
-            return ex * _dsigmoid(dist) + c * av + self.eta
-        if fn == "tanh":
-            dist = np.maximum(ax - ex, 0.0)
-            return ex * _sech2(dist) + c * av + self.eta
-        if fn == "relu":
-            return ex + self.eta
-        if fn == "step":
-            return np.where(ax > ex, 0.0, 1.0)
-        if fn in ("sum", "mean"):
-            k = x.size if e.axis is None else x.shape[e.axis]
-            s_e = _reduce(ex, e.axis)
-            s_abs = _reduce(ax, e.axis)
-            out = s_e + gamma(max(k - 1, 0), self.ua) * s_abs + self.eta
-            if self.wider_acc:
-                out = out + self.u * (s_abs if fn == "sum" else s_abs / k)
-            if fn == "mean":
-                out = out / k + self.u * av
-            return out
-        if fn == "softmax":
-            return self._softmax(x, ex, v, e.axis, c)
-        if fn in ("log_softmax", "logsumexp"):
-            return self._logsumexp_family(fn, x, ex, v, e.axis, c)
-        raise ValueError(f"no error-bound rule for {fn!r}")  # pragma: no cover
+        return x, self.bound(e.args[0]), np.abs(x)
+
+    def _rule_diag(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        ex = self.bound(e.args[0]).reshape(-1)
+        return np.diag(ex)
+
+    def _rule_outer(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        a, b = self.value(e.args[0]).reshape(-1), self.value(e.args[1]).reshape(-1)
+        ea, eb = self.bound(e.args[0]).reshape(-1), self.bound(e.args[1]).reshape(-1)
+        return (np.multiply.outer(np.abs(a), eb) + np.multiply.outer(ea, np.abs(b)) + np.multiply.outer(ea, eb)
+                + self._store(v))
+
+    def _rule_exp(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        _, ex, _ = self._operand(e)
+        return av * np.expm1(ex) + c * av + self.eta
+
+    def _rule_log(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        _, ex, ax = self._operand(e)
+        arg = e.args[0]
+        target = self.layout.definitions.get(arg.id, arg) if isinstance(arg, Name) else arg
+        if isinstance(target, Call) and target.fn == "softmax":
+            return self._log_of_softmax(target, ax, ex, v, c * av) + self.eta
+        return self._log(ax, ex, v) + c * av + self.eta
+
+    def _rule_sigmoid(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        # sigmoid' is unimodal: its largest value on [x - e, x + e] is at the point nearest 0
+        _, ex, ax = self._operand(e)
+        dist = np.maximum(ax - ex, 0.0)
+        return ex * _dsigmoid(dist) + c * av + self.eta
+
+    def _rule_tanh(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        _, ex, ax = self._operand(e)
+        dist = np.maximum(ax - ex, 0.0)
+        return ex * _sech2(dist) + c * av + self.eta
+
+    def _rule_relu(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        _, ex, _ = self._operand(e)
+        return ex + self.eta
+
+    def _rule_step(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        _, ex, ax = self._operand(e)
+        return np.where(ax > ex, 0.0, 1.0)
+
+    def _rule_sum(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        """sum and mean: the sum's gamma_{k-1} in the accumulation dtype; mean divides and rounds once more."""
+        x, ex, ax = self._operand(e)
+        k = x.size if e.axis is None else x.shape[e.axis]
+        s_e = _reduce(ex, e.axis)
+        s_abs = _reduce(ax, e.axis)
+        out = s_e + gamma(max(k - 1, 0), self.ua) * s_abs + self.eta
+        if self.wider_acc:
+            out = out + self.u * (s_abs if e.fn == "sum" else s_abs / k)
+        if e.fn == "mean":
+            out = out / k + self.u * av
+        return out
+
+    def _rule_softmax(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        x, ex, _ = self._operand(e)
+        return self._softmax(x, ex, v, e.axis, c)
+
+    def _rule_logsumexp(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
+        """logsumexp and log_softmax."""
+        x, ex, _ = self._operand(e)
+        return self._logsumexp_family(e.fn, x, ex, v, e.axis, c)
 
     def _log(self, x: np.ndarray, ex: np.ndarray, lx: np.ndarray) -> np.ndarray:
         """Propagated error of log: the largest |log t - log x| over the t a computation may hand to log.
@@ -296,7 +327,7 @@ class ErrorBounds:
         rounding error of the log itself (c u |log y|), which only the composed form commits.
         """
         theta = softmax.args[0]
-        c_fused = self.policy.elementary("log_softmax") * self.u
+        c_fused = self._budget("log_softmax")
         tv, te = self.value(theta), self.bound(theta)
         fused = self._logsumexp_family("log_softmax", tv, te, lx, softmax.axis, c_fused)
         _, p, rho, ax_ = self._softmax_parts(tv, te, softmax.axis)
@@ -389,7 +420,7 @@ class ErrorBounds:
             # log sum_j y_j exp(e_j) = log1p(sum_j y_j expm1(e_j)) since sum_j y_j = 1: never below 0
             p = ex + np.log1p(np.sum(y * np.expm1(np.minimum(ex, 700.0)), axis=ax_, keepdims=True))
         p = np.where(np.isnan(p), _INF, p)
-        c = self.policy.elementary("softmax") * self.u
+        c = self._budget("softmax")
         az = np.abs(z)
         rho = self.u * (az + np.sum(y * az, axis=ax_, keepdims=True)) + 2 * c + self.u + gamma(max(k - 1, 0), self.ua)
         return y, p, rho, np.asarray(ax_)
@@ -446,6 +477,18 @@ class ErrorBounds:
             return out.reshape(v.shape) if axis is None else out
         out = es + prop + local + self.u * (z + np.abs(v.reshape(xs.shape)))
         return out.reshape(v.shape)
+
+
+#: The running error bound of each primitive of the language (every one: tests/test_primitives.py), by name.
+#: A rule gets the bounds, the call, its value and |value|, and ``c u``, the primitive's elementary budget.
+PRIMITIVE_RULES: Mapping[str, Callable[[ErrorBounds, Call, np.ndarray, np.ndarray, float], np.ndarray]] = \
+    MappingProxyType({
+        "sigmoid": ErrorBounds._rule_sigmoid, "tanh": ErrorBounds._rule_tanh, "relu": ErrorBounds._rule_relu,
+        "step": ErrorBounds._rule_step, "exp": ErrorBounds._rule_exp, "log": ErrorBounds._rule_log,
+        "softmax": ErrorBounds._rule_softmax, "log_softmax": ErrorBounds._rule_logsumexp,
+        "logsumexp": ErrorBounds._rule_logsumexp, "sum": ErrorBounds._rule_sum, "mean": ErrorBounds._rule_sum,
+        "Diag": ErrorBounds._rule_diag, "outer": ErrorBounds._rule_outer,
+    })
 
 
 def _composed_cross_entropy(layout: Layout) -> tuple[str, Call, str] | None:

@@ -12,6 +12,10 @@ The dual-number algebra carries, beside each value, its derivatives along K
 directions at once (a leading axis of length K). It is the *independent*
 derivative the oracle checks every identity against: it knows only the
 forward definitions and the textbook derivative of each primitive.
+
+Each algebra implements the primitives of :mod:`conformance.primitives` as
+``fn_<name>`` methods (all of them; the rational algebra the ones marked
+``rational``); tests/test_primitives.py checks every algebra against the registry.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import mpmath
 import numpy as np
 
 from conformance.expr import Ops, UnsupportedPrimitive
+from conformance.primitives import PRIMITIVES, primitive
 
 __all__ = ["IvOps", "Dual", "DualOps", "FractionOps", "to_iv", "to_fraction", "iv_mid_float", "endpoints",
            "DomainError"]
@@ -365,6 +370,10 @@ class DualOps(Ops[Dual]):
         return Dual(v, _tadd(t1, t2))
 
 
+#: The primitives exact over the rationals, the only ones a precondition may use (as its message lists them).
+_RATIONAL = " ".join(p.name for p in PRIMITIVES.values() if p.rational)
+
+
 class FractionOps(Ops[np.ndarray]):
     """Exact rational arithmetic, for preconditions ("each label row sums to exactly 1")."""
 
@@ -402,6 +411,7 @@ class FractionOps(Ops[np.ndarray]):
         return _sum_axis(x, axis) / count
 
     def call(self, fn: str, args: tuple[np.ndarray, ...], axis: int | None) -> np.ndarray:
-        if fn not in ("sum", "mean"):
-            raise UnsupportedPrimitive(f"{fn} is not rational: a precondition may use only + - * / @ .T sum mean")
+        if not primitive(fn).rational:
+            raise UnsupportedPrimitive(
+                f"{fn} is not rational: a precondition may use only + - * / @ .T {_RATIONAL}")
         return super().call(fn, args, axis)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from conformance.expr import Expr
+from conformance.primitives import Notation
 
-from .notation import FUNCTION_NAMES, Symbol, Typesetter, symbol
+from .notation import Symbol, Typesetter, symbol
 
 __all__ = ["LaTeX", "to_latex", "identity_latex", "definition_latex", "inline_math"]
 
-_OPS = {"+": "+", "-": "-", "neg": "-", "*": r"\odot", "@": r"\,", "outer": r"\otimes", "=": "=", ",": ",\\,"}
+_OPS = {"+": "+", "-": "-", "neg": "-", "*": r"\odot", "@": r"\,", "=": "=", ",": ",\\,"}
 _ACCENT = {"hat": r"\hat", "bar": r"\bar", "tilde": r"\tilde", "dot": r"\dot"}
 
 
@@ -57,8 +58,11 @@ class LaTeX(Typesetter[str]):
     def transpose_mark(self) -> str:
         return r"\top"
 
-    def function(self, fn: str, axis: int | None) -> str:
-        name = r"\sum" if fn == "sum" else FUNCTION_NAMES.get(fn, ("", rf"\operatorname{{{fn}}}"))[1]
+    def infix(self, notation: Notation) -> str:
+        return notation.latex
+
+    def function(self, notation: Notation, axis: int | None) -> str:
+        name = notation.latex
         if axis is not None:
             name += rf"_{{\text{{axis}}={axis}}}"
         return name

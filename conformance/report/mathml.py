@@ -11,12 +11,13 @@ from html import escape
 from typing import Sequence
 
 from conformance.expr import Expr
+from conformance.primitives import Form, Notation
 
-from .notation import FUNCTION_NAMES, Symbol, Typesetter
+from .notation import Symbol, Typesetter, symbol
 
 __all__ = ["MathML", "to_mathml", "identity_mathml"]
 
-_OPS = {"+": "+", "-": "−", "neg": "−", "*": "⊙", "@": "\u2062", "outer": "⊗", "=": "=", ",": ","}
+_OPS = {"+": "+", "-": "−", "neg": "−", "*": "⊙", "@": "\u2062", "=": "=", ",": ","}
 _ACCENT = {"hat": "^", "bar": "¯", "tilde": "~", "dot": "˙"}
 
 
@@ -56,11 +57,14 @@ class MathML(Typesetter[str]):
     def transpose_mark(self) -> str:
         return '<mi mathvariant="normal">T</mi>'
 
-    def function(self, fn: str, axis: int | None) -> str:
-        if fn == "sum":
-            name = '<mo largeop="false" movablelimits="false">∑</mo>'
+    def infix(self, notation: Notation) -> str:
+        return f"<mo>{escape(notation.text)}</mo>"
+
+    def function(self, notation: Notation, axis: int | None) -> str:
+        text = notation.text
+        if notation.form is Form.BIG_OPERATOR:
+            name = f'<mo largeop="false" movablelimits="false">{escape(text)}</mo>'
         else:
-            text = FUNCTION_NAMES.get(fn, (fn, ""))[0]
             name = f"<mi>{escape(text)}</mi>" if len(text) == 1 else f'<mi mathvariant="normal">{escape(text)}</mi>'
         if axis is not None:
             name = f'<msub>{name}<mtext class="axis">axis={axis}</mtext></msub>'
@@ -83,8 +87,6 @@ def identity_mathml(of: str, wrt: str, expr: Expr, *, display: str = "inline") -
 
 def definition_mathml(name: str, expr: Expr, *, display: str = "inline") -> str:
     """``name = expr`` (a forward definition)."""
-    from .notation import symbol
-
     t = MathML()
     return _wrap(t.equation(t.sym(symbol(name)), t.expr(expr)), display)
 

@@ -3,8 +3,9 @@
 The spec's math language is ASCII (``((yhat - y) @ W2.T) * (h - h*h) @ W1.T``);
 a report shows it the way a paper would: ŷ for ``yhat``, W₁ for ``W1``, ⊙ for
 the elementwise product, juxtaposition for the matrix product, ᵀ for the
-transpose, σ for the sigmoid. This module owns those choices and the
-precedence rules that decide where parentheses go; :mod:`.mathml` and
+transpose, σ for the sigmoid. This module owns those choices (each
+function's spelling comes from its record in :mod:`conformance.primitives`)
+and the precedence rules that decide where parentheses go; :mod:`.mathml` and
 :mod:`.latex` only spell the result in their markup, so the HTML page and the
 markdown page cannot disagree about what a formula says.
 
@@ -23,8 +24,9 @@ from fractions import Fraction
 from typing import Generic, Sequence, TypeVar
 
 from conformance.expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
+from conformance.primitives import Form, Notation, primitive
 
-__all__ = ["Symbol", "symbol", "FUNCTION_NAMES", "Typesetter", "GREEK"]
+__all__ = ["Symbol", "symbol", "Typesetter", "GREEK"]
 
 M = TypeVar("M")
 
@@ -36,21 +38,6 @@ GREEK = {
     "Psi": "Ψ", "Omega": "Ω",
 }
 ACCENTS = ("hat", "bar", "tilde", "dot")
-
-#: Functions written as an operator name: name -> (text, LaTeX). ``sum`` and ``outer`` are typeset specially.
-FUNCTION_NAMES: dict[str, tuple[str, str]] = {
-    "sigmoid": ("σ", r"\sigma"),
-    "tanh": ("tanh", r"\tanh"),
-    "exp": ("exp", r"\exp"),
-    "log": ("log", r"\log"),
-    "softmax": ("softmax", r"\operatorname{softmax}"),
-    "log_softmax": ("log softmax", r"\operatorname{log\,softmax}"),
-    "logsumexp": ("logsumexp", r"\operatorname{logsumexp}"),
-    "mean": ("mean", r"\operatorname{mean}"),
-    "relu": ("relu", r"\operatorname{relu}"),
-    "step": ("step", r"\operatorname{step}"),
-    "Diag": ("Diag", r"\operatorname{Diag}"),
-}
 
 _NAME = re.compile(r"^(?P<base>[A-Za-z]+?)(?P<accent>hat|bar|tilde|dot)?(?:_?(?P<sub>\d+|_[A-Za-z0-9]+))?$")
 
@@ -98,7 +85,11 @@ class Typesetter(ABC, Generic[M]):
     @abstractmethod
     def op(self, op: str) -> M:
         """An operator: '+', '-' (binary minus), 'neg' (unary minus), '*' (Hadamard), '@' (matrix product),
-        'outer', '='."""
+        '=', ','."""
+
+    @abstractmethod
+    def infix(self, notation: Notation) -> M:
+        """The operator of a primitive written between its two arguments (⊗ for ``outer``)."""
 
     @abstractmethod
     def row(self, items: Sequence[M]) -> M: ...
@@ -116,7 +107,7 @@ class Typesetter(ABC, Generic[M]):
     def transpose_mark(self) -> M: ...
 
     @abstractmethod
-    def function(self, fn: str, axis: int | None) -> M:
+    def function(self, notation: Notation, axis: int | None) -> M:
         """The operator name of a call (σ, softmax, ∑...), with its axis as a subscript when there is one."""
 
     def apply(self, fn: M, args: M) -> M:
@@ -141,7 +132,8 @@ class Typesetter(ABC, Generic[M]):
     def _atomic(self, e: Expr) -> M:
         """``e`` as an operand of a postfix operator (power, transpose): parenthesised unless it is an atom."""
         inner = self._go(e, 0)
-        if isinstance(e, (Name, Transpose)) or (isinstance(e, Call) and e.fn != "sum") or (
+        if isinstance(e, (Name, Transpose)) or (
+                isinstance(e, Call) and primitive(e.fn).notation.form is not Form.BIG_OPERATOR) or (
                 isinstance(e, Const) and e.value >= 0 and e.value.denominator == 1):
             return inner
         return self.parens(inner)
@@ -170,15 +162,16 @@ class Typesetter(ABC, Generic[M]):
             need = p < parent or (p == parent and right_side)
             return self.parens(out) if need else out
         if isinstance(e, Call):
-            if e.fn == "outer" and len(e.args) == 2:
-                out = self.row([self._go(e.args[0], 2), self.op("outer"), self._go(e.args[1], 2, True)])
+            notation = primitive(e.fn).notation
+            if notation.form is Form.INFIX and len(e.args) == 2:
+                out = self.row([self._go(e.args[0], 2), self.infix(notation), self._go(e.args[1], 2, True)])
                 return self.parens(out) if parent >= 2 else out
             args: list[M] = []
             for i, a in enumerate(e.args):
                 if i:
                     args.append(self.op(","))
                 args.append(self._go(a, 0))
-            return self.apply(self.function(e.fn, e.axis), self.parens(self.row(args)))
+            return self.apply(self.function(notation, e.axis), self.parens(self.row(args)))
         raise TypeError(f"not an expression node: {e!r}")
 
     def _const(self, c: Const) -> M:

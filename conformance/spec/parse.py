@@ -2,11 +2,12 @@
 
 The language is Python's expression syntax restricted to: names that the spec
 declares, numeric literals, ``+ - * / @``, unary minus, ``**`` with a
-non-negative integer literal, ``.T``, and calls of the functions in
-:data:`conformance.expr.FUNCTIONS` (``axis=0|1`` the only keyword). Python's own
-parser is used only to tokenise and build a syntax tree; every node is then
-checked and converted, and anything else is an error that names the file, the
-key and the offending token.
+non-negative integer literal, ``.T``, and calls of the primitives in
+:data:`conformance.primitives.PRIMITIVES` with their arity (``axis=0|1`` the
+only keyword, where the primitive's record admits it). Python's own parser is
+used only to tokenise and build a syntax tree; every node is then checked and
+converted, and anything else is an error that names the file, the key and the
+offending token.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from fractions import Fraction
 from typing import Collection
 
 from conformance.errors import SpecError
-from conformance.expr import AXIS_FUNCTIONS, AXIS_REQUIRED, FUNCTIONS, BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
+from conformance.expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
+from conformance.primitives import PRIMITIVES, AxisUse
 
 __all__ = ["parse_expr", "MAX_EXPRESSION_LENGTH"]
 
@@ -68,7 +70,7 @@ def parse_expr(text: str, *, names: Collection[str], file: str | None = None, ke
         if isinstance(node, ast.Name):
             if node.id not in known:
                 hint = ""
-                if node.id in FUNCTIONS:
+                if node.id in PRIMITIVES:
                     hint = f" ({node.id} is a function: call it)"
                 raise fail(f"unknown name {node.id!r}{hint}; declared here: {', '.join(sorted(known)) or 'none'}", node)
             return Name(node.id, col=node.col_offset)
@@ -105,22 +107,24 @@ def parse_expr(text: str, *, names: Collection[str], file: str | None = None, ke
             if not isinstance(func, ast.Name):
                 raise fail("only the language's functions can be called", func)
             fn = func.id
-            if fn not in FUNCTIONS:
-                raise fail(f"unknown function {fn!r}; allowed: {', '.join(sorted(FUNCTIONS))}", func)
-            arity = FUNCTIONS[fn][0]
+            prim = PRIMITIVES.get(fn)
+            if prim is None:
+                raise fail(f"unknown function {fn!r}; allowed: {', '.join(sorted(PRIMITIVES))}", func)
+            arity = prim.arity
             if any(isinstance(a, ast.Starred) for a in node.args):
                 raise fail("starred arguments are not allowed", node)
             if len(node.args) != arity:
                 raise fail(f"{fn} takes {arity} argument{'s' if arity != 1 else ''}, got {len(node.args)}", node)
+            takes_axis = prim.axis is not AxisUse.NONE
             axis: int | None = None
             for kw in node.keywords:
-                if kw.arg != "axis" or fn not in AXIS_FUNCTIONS:
-                    allowed = "axis=0 or axis=1" if fn in AXIS_FUNCTIONS else "no keyword arguments"
+                if kw.arg != "axis" or not takes_axis:
+                    allowed = "axis=0 or axis=1" if takes_axis else "no keyword arguments"
                     raise fail(f"{fn} takes {allowed}", kw.value if kw.arg is None else kw.value)
                 if not (isinstance(kw.value, ast.Constant) and type(kw.value.value) is int and kw.value.value in (0, 1)):
                     raise fail(f"{fn}: axis must be the literal 0 or 1", kw.value)
                 axis = int(kw.value.value)
-            if fn in AXIS_REQUIRED and axis is None:
+            if prim.axis is AxisUse.REQUIRED and axis is None:
                 raise fail(f"{fn} needs axis=0 or axis=1 (which way each distribution runs)", node)
             return Call(fn, tuple(conv(a, depth + 1) for a in node.args), axis, col=node.col_offset)
         spelled = {

@@ -4,28 +4,21 @@ Shapes are pairs of symbolic dimensions: a dimension name (``"n"``,
 ``"d_in"``...) or the literal 1. Two different names never match, even when a
 shape family happens to give them the same size: that is what makes a missing
 transpose a shape error in every family, not only in the ones where it shows.
+A call's shape is its primitive's rule (:mod:`conformance.primitives`); this
+module adds where a refusal happened and which single edit would fix it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Union
+from typing import Mapping
 
 from conformance.errors import ShapeError
 from conformance.expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose, to_text
+from conformance.primitives import Dim, NotConformable, Shape, format_shape, primitive, vector_length
 
 __all__ = ["Dim", "Shape", "infer_shape", "infer_all", "try_shape", "format_shape", "concrete", "concrete_shapes",
            "vector_length", "substitute", "Fix", "suggest_fixes", "replace_at", "toggle_transpose", "transpose_candidates"]
-
-Dim = Union[str, int]
-Shape = tuple[Dim, Dim]
-
-_SAME_SHAPE = {"sigmoid", "tanh", "relu", "step", "exp", "log", "softmax", "log_softmax"}
-_REDUCTIONS = {"sum", "mean", "logsumexp"}
-
-
-def format_shape(shape: Shape) -> str:
-    return f"{shape[0]} x {shape[1]}"
 
 
 def substitute(shape: Shape, fixed: Mapping[str, int]) -> Shape:
@@ -40,16 +33,6 @@ def concrete(shape: Shape, sizes: Mapping[str, int]) -> tuple[int, int]:
 def concrete_shapes(shapes: Mapping[str, Shape], sizes: Mapping[str, int]) -> dict[str, tuple[int, int]]:
     """Every named shape with the family's sizes put in: inference over these is the check of one family."""
     return {name: concrete(shape, sizes) for name, shape in shapes.items()}
-
-
-def vector_length(shape: Shape) -> Dim | None:
-    """The length of a vector shape (1 x k or k x 1), or None if it is not a vector."""
-    r, c = shape
-    if r == 1:
-        return c
-    if c == 1:
-        return r
-    return None
 
 
 @dataclass(frozen=True)
@@ -283,23 +266,10 @@ def _infer(e: Expr, shapes: Mapping[str, Shape], out: dict[Expr, Shape], where: 
             s = (dims[0], dims[1])
     elif isinstance(e, Call):
         args = [_infer(a, shapes, out, where) for a in e.args]
-        if e.fn in _SAME_SHAPE:
-            s = args[0]
-        elif e.fn in _REDUCTIONS:
-            r, c = args[0]
-            s = (1, 1) if e.axis is None else ((1, c) if e.axis == 0 else (r, 1))
-        elif e.fn == "Diag":
-            k = vector_length(args[0])
-            if k is None:
-                raise error(f"Diag takes a vector (1 x k or k x 1), got {format_shape(args[0])}")
-            s = (k, k)
-        elif e.fn == "outer":
-            ku, kv = vector_length(args[0]), vector_length(args[1])
-            if ku is None or kv is None:
-                raise error(f"outer takes two vectors, got {format_shape(args[0])} and {format_shape(args[1])}")
-            s = (ku, kv)
-        else:  # pragma: no cover - the parser only admits known functions
-            raise error(f"no shape rule for function {e.fn!r}")
+        try:
+            s = primitive(e.fn).shape(args, e.axis)
+        except NotConformable as exc:
+            raise error(str(exc)) from None
     else:  # pragma: no cover
         raise TypeError(e)
     out[e] = s

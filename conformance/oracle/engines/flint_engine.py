@@ -6,7 +6,9 @@ operations go through numpy's object loops into Arb's C code; matrix
 products go through ``arb_mat`` (one C call per product, with Arb's accurate
 dot products). Primitives are written to stay tight where a naive formula
 would lose everything: sigmoid as 1 / (1 + exp(-x)) (monotone, no
-cancellation), softmax and logsumexp shifted by the largest midpoint.
+cancellation), softmax and logsumexp shifted by the largest midpoint. Every
+primitive of :mod:`conformance.primitives` has its ``fn_<name>`` here
+(tests/test_primitives.py checks the algebra against the registry).
 
 Certification applies the one rule of :mod:`conformance.oracle.certify`. A
 vectorised fast path accepts a component when, from its float64 rounding
