@@ -94,7 +94,7 @@ def test_bad_shard_is_a_usage_error(text):
 
 
 def test_xdist_scope_is_the_group():
-    from conformance.execution.xdist_scheduling import scope_of
+    from conformance.results.naming import scheduling_scope as scope_of
 
     base = "conformance/test_conformance.py::"
     assert scope_of(base + "test_identity[dL/dx.chain-row-float16-large_logits]") == \

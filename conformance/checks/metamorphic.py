@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -78,7 +78,10 @@ def _jf(x: float) -> Any:
 
 @dataclass(frozen=True)
 class MetamorphicResult:
-    """The outcome of one property for one (layout, dtype) on a backend: every pair of cases, every quantity."""
+    """The outcome of one property for one (layout, dtype) on a backend: every pair of cases, every quantity;
+    a results-file record (``metamorphic``)."""
+
+    section: ClassVar[str] = "metamorphic"
 
     property: str
     layout: str
@@ -203,7 +206,7 @@ def _evaluate(run: "Run", case: Case) -> _Side:
     except (GradconformError, ArithmeticError) as exc:
         return _Side(case, {}, {}, (ERROR, f"the oracle failed on case {case.id}: {exc}"), oracle_failed=True)
     idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
-    reply = run.worker.evaluate(run.request_for(case, idents))
+    reply = run.executor.evaluate(run.request_for(case, idents))
     if reply.status != "ok":
         status = {"crashed": CRASHED, "timed_out": TIMED_OUT, "not_supported": NOT_SUPPORTED}.get(reply.status, ERROR)
         return _Side(case, {}, {}, (status, reply.message))

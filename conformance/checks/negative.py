@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from conformance.cache.oracle_cache import cached_verify_identity
 from conformance.oracle import evaluate as oracle
@@ -32,6 +32,7 @@ from conformance.cases.generate import DEFAULT_SEED, Case, case_strategy, cell_s
 from conformance.errors import GradconformError
 from conformance.spec.shapes import concrete, concrete_shapes, substitute, try_shape
 from conformance.spec.model import NegativeIdentity, ShapeFamily, Spec
+from conformance.spec.predicates import identity_applies_to_regime, pins_hold_in_some_family
 
 __all__ = ["FamilyOutcome", "Refutation", "default_regime", "families_for", "refute", "shrink_counterexample"]
 
@@ -66,6 +67,10 @@ class FamilyOutcome:
 
 @dataclass(frozen=True)
 class Refutation:
+    """The outcome of trying to refute one negative identity; a results-file record (``refutations``)."""
+
+    section: ClassVar[str] = "refutations"
+
     negative: NegativeIdentity
     regime: str
     outcomes: tuple[FamilyOutcome, ...]
@@ -102,14 +107,10 @@ def default_regime(spec: Spec, neg: NegativeIdentity) -> str:
     """The regime named by the negative identity, else the first one in which its claimed identity is tested."""
     if neg.regime is not None:
         return neg.regime
-    from conformance.run.run import identity_applies_to_regime
-
     claimed = spec.layouts[neg.layout].identity(neg.claims)
-    for name, reg in spec.regimes.items():
-        if neg.ignore_requires:
-            if any(all(f.sizes.get(d) == v for d, v in claimed.when.items()) for f in spec.families_for(reg)):
-                return name
-        elif identity_applies_to_regime(spec, claimed, name):
+    applies = pins_hold_in_some_family if neg.ignore_requires else identity_applies_to_regime
+    for name in spec.regimes:
+        if applies(spec, claimed, name):
             return name
     return next(iter(spec.regimes))
 

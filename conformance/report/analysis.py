@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from conformance.results.naming import (FORWARD_TEST, IDENTITY_TEST, QuantityTest, case_rerun_command, node_id,
+                                        parse_node_id, parse_quantity_param, pytest_command, quantity_param,
+                                        quantity_test_function)
 
 from .numbers import fmt_value, num, worst
 from .spec_source import SpecSource
@@ -301,30 +304,24 @@ def _shape_text(shape: Sequence[Any]) -> str:
 def _pytest_command(doc: Mapping[str, Any], quantity: str, kind: str, layout: str, dtype: str, regime: str) -> str:
     """The pytest command that reruns exactly one test (by node id: ``-k`` matches substrings, and
     ``a-row-float64-benign`` is a substring of ``dL/dtheta-row-float64-benign``)."""
-    param = f"{quantity}-{layout}-{dtype}-{regime}"
+    wanted = QuantityTest(quantity, layout, dtype, regime)
     nodeid = None
     for t in doc.get("tests", []):
-        nid = str(t.get("nodeid", ""))
-        if nid.endswith(f"[{param}]") and ("test_forward" in nid or "test_identity" in nid):
-            nodeid = nid
+        node = parse_node_id(str(t.get("nodeid", "")))
+        if node.function in (FORWARD_TEST, IDENTITY_TEST) and parse_quantity_param(node.param) == wanted:
+            nodeid = str(t["nodeid"])
             break
     if nodeid is None:
-        fn = "test_forward" if kind == "value" else "test_identity"
-        nodeid = f"conformance/test_conformance.py::{fn}[{param}]"
+        nodeid = node_id(quantity_test_function(kind), quantity_param(quantity, layout, dtype, regime))
     backend = doc.get("backend", {})
     name = backend.get("target") if backend.get("source") == "module:attr" else (backend.get("requested") or backend.get("name"))
-    args = ["pytest", nodeid, "--backend", str(name)]
     settings = doc.get("settings", {})
-    if settings.get("seed") is not None:  # always explicit: the command stays exact if the default ever changes
-        args += ["--seed", str(settings["seed"])]
-    if settings.get("examples") is not None:
-        args += ["--examples", str(settings["examples"])]
     spec_path = doc.get("spec", {}).get("path")
-    if spec_path and not _is_shipped_spec(str(spec_path)):
-        args += ["--spec", str(spec_path)]
-    if backend.get("device") and backend.get("device") != "cpu":
-        args += ["--device", str(backend["device"])]
-    return " ".join(shlex.quote(a) for a in args)
+    device = backend.get("device")
+    # the seed always explicit: the command stays exact if the default ever changes
+    return pytest_command(nodeid, str(name), seed=settings.get("seed"), examples=settings.get("examples"),
+                          spec=str(spec_path) if spec_path and not _is_shipped_spec(str(spec_path)) else None,
+                          device=str(device) if device and device != "cpu" else None)
 
 
 def _is_shipped_spec(path: str) -> bool:
@@ -332,10 +329,6 @@ def _is_shipped_spec(path: str) -> bool:
 
     name = Path(path).name
     return (spec_dir() / name).is_file() and Path(path).parent.name in ("spec", "_spec")
-
-
-def _rerun_command(results_display: str, case: str, quantity: str) -> str:
-    return " ".join(shlex.quote(a) for a in ["gradconform", "rerun", results_display, case, "--quantity", quantity])
 
 
 def _anchor(*parts: str) -> str:
@@ -620,7 +613,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
                 status=str(crec.get("status", "?")), detail=str(crec.get("detail", "")),
                 got=fmt_value(crec.get("worst_got")), exact=fmt_value(crec.get("worst_exact")),
                 ratio=num(crec.get("max_ratio")), inputs=case_inputs_text(ccase),
-                rerun=_rerun_command(results_display, str(ccase.get("id", "?")), q))
+                rerun=case_rerun_command(results_display, str(ccase.get("id", "?")), q))
         all_mags = sorted({m for m in (num(r.get("magnitude")) for r in recs) if m is not None})
         bad_mags = sorted({m for m in (num(r.get("magnitude")) for r in bad) if m is not None})
         failures.append(FailureGroup(
@@ -628,7 +621,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
             bad=len(bad), total=len(recs), breakdown=tuple(sorted(kinds.items())),
             failing_magnitudes=tuple(bad_mags), magnitudes=tuple(all_mags),
             families=tuple(sorted({str(r.get("family", "")) for r in bad})), worst=worst_case, counterexample=cex,
-            rerun=_rerun_command(results_display, w["case"], q),
+            rerun=case_rerun_command(results_display, w["case"], q),
             pytest=_pytest_command(doc, q, str(w.get("kind", "")), lname, d, reg)))
 
     tests = Counter(str(t.get("outcome", "?")) for t in doc.get("tests", []))

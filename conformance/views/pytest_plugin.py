@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import random
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,13 @@ from conformance.oracle.engines.base import DEFAULT_ENGINE, ENV_ORACLE, EngineUn
 from conformance.errors import BackendNotFound, SpecError
 from conformance.cache.oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from conformance.results.document import Record, load_results, merge, write_json_atomic
-from conformance.run.run import Run, identity_applies_to_regime, quantities_of
+from conformance.results.naming import (metamorphic_param, negative_param, node_id, pytest_command, quantity_param,
+                                        quantity_test_function, scheduling_scope, spec_identity_param)
+from conformance.run.collector import CounterexampleRecord, TestRecord
+from conformance.run.run import Run
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
 from conformance.spec.model import DTYPES, Spec, load_spec
+from conformance.spec.predicates import identity_applies_to_regime
 
 ENV_BACKEND = "GRADCONFORM_BACKEND"
 
@@ -120,8 +123,8 @@ class _Recorder:
             outcome = report.outcome
             if outcome == "skipped":
                 outcome = "not_supported"
-            self.run.tests.append({"nodeid": report.nodeid, "outcome": outcome,
-                                   "message": str(report.longrepr)[:2000] if report.longrepr and outcome != "passed" else ""})
+            message = str(report.longrepr)[:2000] if report.longrepr and outcome != "passed" else ""
+            self.run.record(TestRecord(report.nodeid, outcome, message))
 
 
 # ---------------------------------------------------------------------------- parametrisation
@@ -138,7 +141,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 for dtype in dtypes:
                     for regime in spec.regimes:
                         items.append((d.name, lname, dtype, regime))
-                        ids.append(f"{d.name}-{lname}-{dtype}-{regime}")
+                        ids.append(quantity_param(d.name, lname, dtype, regime))
         metafunc.parametrize("forward_item", items, ids=ids)
     if "identity_item" in metafunc.fixturenames:
         items, ids = [], []
@@ -148,19 +151,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     for regime in spec.regimes:
                         if identity_applies_to_regime(spec, ident, regime):
                             items.append((ident.id, lname, dtype, regime))
-                            ids.append(f"{ident.id}-{lname}-{dtype}-{regime}")
+                            ids.append(quantity_param(ident.id, lname, dtype, regime))
         metafunc.parametrize("identity_item", items, ids=ids)
     if "spec_identity_item" in metafunc.fixturenames:
         items = [(ident.id, lname) for lname, lay in spec.layouts.items() for ident in lay.identities]
-        metafunc.parametrize("spec_identity_item", items, ids=[f"{i}-{l}" for i, l in items])
+        metafunc.parametrize("spec_identity_item", items, ids=[spec_identity_param(i, l) for i, l in items])
     if "negative_item" in metafunc.fixturenames:
         negs = list(range(len(spec.negative_identities)))
-        metafunc.parametrize("negative_item", negs, ids=[f"{n.id}-{n.layout}" for n in spec.negative_identities])
+        metafunc.parametrize("negative_item", negs, ids=[negative_param(n.id, n.layout) for n in spec.negative_identities])
     if "metamorphic_item" in metafunc.fixturenames:
         from conformance.checks.metamorphic import applicable_properties
 
         mitems = [(prop, lname, dtype) for prop, lname in applicable_properties(spec) for dtype in dtypes]
-        metafunc.parametrize("metamorphic_item", mitems, ids=["-".join(m) for m in mitems])
+        metafunc.parametrize("metamorphic_item", mitems, ids=[metamorphic_param(*m) for m in mitems])
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -170,7 +173,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") in ("load", "loadgroup"):
         from conformance.execution.xdist_scheduling import make_scheduler
 
-        return make_scheduler(config, log)
+        return make_scheduler(config, log, scheduling_scope)
     return None
 
 
@@ -268,17 +271,13 @@ class Checker:
     def rerun_command(self, qid: str, layout: str, dtype: str, regime: str) -> str:
         """The command that reruns exactly this test: its node id (``-k`` would match substrings:
         ``L-row-...`` also selects ``dL/dtheta.general-row-...``)."""
-        kind = "forward" if any(d.name == qid for d in self.spec.layouts[layout].forward) else "identity"
-        node = f"conformance/test_conformance.py::test_{kind}[{qid}-{layout}-{dtype}-{regime}]"
-        args = ["pytest", node, "--backend", self.run.ref.name if self.run.ref.source != "module:attr"
-                else self.run.ref.target]
-        if self.config.getoption("--spec"):
-            args += ["--spec", self.config.getoption("--spec")]
-        if self.config.getoption("--seed") != DEFAULT_SEED:
-            args += ["--seed", str(self.config.getoption("--seed"))]
-        if self.config.getoption("--examples") is not None:
-            args += ["--examples", str(self.config.getoption("--examples"))]
-        return " ".join(shlex.quote(a) for a in args)
+        kind = "value" if any(d.name == qid for d in self.spec.layouts[layout].forward) else "identity"
+        node = node_id(quantity_test_function(kind), quantity_param(qid, layout, dtype, regime))
+        ref = self.run.ref
+        seed = self.config.getoption("--seed")
+        return pytest_command(node, ref.name if ref.source != "module:attr" else ref.target,
+                              seed=seed if seed != DEFAULT_SEED else None, examples=self.config.getoption("--examples"),
+                              spec=self.config.getoption("--spec") or None)
 
     def _counterexample(self, qid: str, layout: str, dtype: str, regime: str, worst: Record) -> Case | None:
         budget = self.config.stash[_budget_key]
@@ -305,11 +304,8 @@ class Checker:
         except NoSuchExample:
             return None
         recs, _ = self.run.evaluate_case(found, only=[qid])
-        self.run.counterexamples.append({
-            "quantity": qid, "layout": layout, "dtype": dtype, "regime": regime, "case": found.to_json(),
-            "records": [r.to_json() for r in recs],
-            "rerun": self.rerun_command(qid, layout, dtype, regime),
-        })
+        self.run.record(CounterexampleRecord(qid, layout, dtype, regime, found, tuple(recs),
+                                             self.rerun_command(qid, layout, dtype, regime)))
         return found
 
     def check_spec_identity(self, item: tuple[str, str]) -> None:
@@ -332,7 +328,7 @@ class Checker:
 
         neg = self.spec.negative_identities[index]
         refutation = refute(self.spec, neg, seed=self.run.seed, cache=self.run.oracle_cache)
-        self.run.refutations.append(refutation.to_json())
+        self.run.record(refutation)
         if not refutation.refuted:
             pytest.fail("the harness could not refute a known-wrong formula of the spec (so its checks could not "
                         "catch this mistake either):\n" + refutation.render(), pytrace=False)
@@ -342,7 +338,7 @@ class Checker:
 
         prop, layout, dtype = item
         result = check_property(self.run, prop, layout, dtype)
-        self.run.metamorphic.append(result.to_json())
+        self.run.record(result)
         if result.status == PASS:
             return
         head = f"metamorphic property {prop} [{layout}, {dtype}] ({PROPERTIES[prop]}): {result.status}"
@@ -395,7 +391,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             return
         worker = getattr(config, "workerinput", None)
         if worker is not None:  # an xdist worker writes its part; the controller merges
-            if run.groups or run.tests:
+            if run.groups or run.collector.has("tests"):
                 write_json_atomic(path.with_name(f"{path.name}.part-{worker['workerid']}"), run.document())
             return
         parts = sorted(path.parent.glob(f"{path.name}.part-*"))
@@ -417,7 +413,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if run is None or hasattr(config, "workerinput"):
         return
     tr = terminalreporter
-    started = getattr(run, "_info", None)  # None: no test needed the backend
+    started = run.started_info  # None: no test needed the backend
     if started is not None and not started.available:
         tr.section("gradconform")
         tr.write_line(f"backend {run.ref.name!r} is unavailable: {started.reason}")

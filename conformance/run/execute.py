@@ -1,0 +1,112 @@
+"""Executing a run's requests on the backend, through its worker process, one round trip per group.
+
+The executor turns a case into the request the backend answers (every
+quantity it needs at once), sends a whole group's requests in one message
+(:meth:`Executor.batch`), and hands each case its reply; a request that was
+not prefetched, or differs from the prefetched one, goes to the worker alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+from conformance.backend import Model, Quantity, Request
+from conformance.cases.generate import Case
+from conformance.execution.registry import BackendRef
+from conformance.execution.worker import BackendInfo, Reply, make_worker
+from conformance.oracle import evaluate as oracle
+from conformance.run.phases import PhaseTimer
+from conformance.spec.model import Identity, Spec
+from conformance.spec.shapes import concrete
+
+__all__ = ["Executor"]
+
+
+def _same_request(a: Request, b: Request) -> bool:
+    """Whether a prefetched request is the one asked for (same case inputs, dtype and quantities)."""
+    return (a.dtype == b.dtype and tuple(q.id for q in a.quantities) == tuple(q.id for q in b.quantities)
+            and a.inputs.keys() == b.inputs.keys()
+            and all(a.inputs[k] is b.inputs[k] or (a.inputs[k].tobytes() == b.inputs[k].tobytes()) for k in a.inputs))
+
+
+class Executor:
+    """The backend side of a run: its worker (started on first use), what it supports, its replies."""
+
+    def __init__(self, spec: Spec, ref: BackendRef, *, isolate: bool, timeout: float, device: str,
+                 timer: PhaseTimer) -> None:
+        self.spec = spec
+        self.device = device
+        self.timer = timer
+        self.worker = make_worker(ref, isolate=isolate, timeout=timeout, device=device)
+        self._info: BackendInfo | None = None
+        self._prefetched: dict[str, tuple[Request, Reply]] = {}
+
+    @property
+    def info(self) -> BackendInfo:
+        """What the backend says about itself; starts the worker the first time."""
+        if self._info is None:
+            self._info = self.worker.start()
+        return self._info
+
+    @property
+    def started_info(self) -> BackendInfo | None:
+        """The backend's info if some work has started the worker, else None (without starting it)."""
+        return self._info
+
+    def supports(self, dtype: str) -> bool:
+        return self.info.available and (not self.info.dtypes or dtype in self.info.dtypes)
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def request_for(self, case: Case, identities: Sequence[Identity]) -> Request:
+        """The request for every forward value of the case's layout and the given identities on ``case``."""
+        lay = self.spec.layouts[case.layout]
+        model = Model(self.spec.name, lay.name, tuple(self.spec.inputs), tuple((d.name, d.expr) for d in lay.forward),
+                      lay.loss)
+        sizes = case.sizes
+        quantities = [Quantity(d.name, "value", d.name, expr=d.expr, shape=concrete(d.shape, sizes)) for d in lay.forward]
+        for ident in identities:
+            quantities.append(Quantity(ident.id, ident.kind, ident.of, ident.wrt, ident.convention, ident.expr,
+                                       concrete(ident.shape, sizes)))
+        return Request(model, case.dtype, dict(case.inputs), tuple(quantities), self.device)
+
+    @contextlib.contextmanager
+    def batch(self, cases: Sequence[Case]) -> Iterator[None]:
+        """Within the block, :meth:`reply` answers the group's cases from one message sent to the backend
+        (one round trip to the worker process instead of one per case). The requests are the ones the run
+        sends (the applicable identities need only the exact preconditions)."""
+        self._prefetch(cases)
+        try:
+            yield
+        finally:
+            self._prefetched.clear()
+
+    def _prefetch(self, cases: Sequence[Case]) -> None:
+        batch: list[tuple[str, Request]] = []
+        for case in cases:
+            if not self.supports(case.dtype):
+                continue
+            lay = self.spec.layouts[case.layout]
+            pre = oracle.preconditions_hold(lay, case.inputs)
+            idents = [i for i in lay.identities if oracle.applicable(i, case.sizes, pre)]
+            batch.append((case.id, self.request_for(case, idents)))
+        if len(batch) < 2:
+            return
+        with self.timer.phase("backend"):
+            replies = self.worker.evaluate_many([r for _, r in batch])
+        for (cid, req), rep in zip(batch, replies):
+            self._prefetched[cid] = (req, rep)
+
+    def reply(self, case: Case, request: Request) -> Reply:
+        """The backend's reply to ``request`` on ``case``: the prefetched one if it is the same request."""
+        hit = self._prefetched.pop(case.id, None)
+        if hit is not None and _same_request(hit[0], request):
+            return hit[1]
+        return self.evaluate(request)
+
+    def evaluate(self, request: Request) -> Reply:
+        """One request sent to the backend on its own."""
+        with self.timer.phase("backend"):
+            return self.worker.evaluate(request)

@@ -1,0 +1,192 @@
+"""Judging a backend's results against the oracle: certified values, error bounds, comparison, diagnosis.
+
+The judge evaluates each case with the oracle (once per process, and through
+the on-disk cache when there is one), turns a backend reply into one record
+per quantity (within the bound: pass; otherwise a failure, classified by
+conformance.judge.diagnose), and verifies the spec's identities against the
+derivative of its forward definitions (backend-free).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from conformance.cache.bounds_cache import CachedBounds
+from conformance.cache.oracle_cache import OracleCache, cached_evaluate, cached_verify_identity
+from conformance.cases.generate import Case
+from conformance.errors import GradconformError
+from conformance.execution.worker import Reply
+from conformance.formats import get_format
+from conformance.judge.bounds import ErrorBounds
+from conformance.judge.compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, TIMED_OUT, compare
+from conformance.judge.diagnose import CaseDiagnoser
+from conformance.oracle import evaluate as oracle
+from conformance.oracle.engines.base import Engine
+from conformance.results.document import Record, make_record
+from conformance.run.phases import PhaseTimer
+from conformance.spec.model import Identity, Spec
+from conformance.spec.predicates import identity_applies_to_regime
+from conformance.spec.shapes import concrete
+
+__all__ = ["Judge", "sized_identities"]
+
+_REPLY_STATUS = {"crashed": CRASHED, "timed_out": TIMED_OUT, "not_supported": NOT_SUPPORTED}
+
+
+def sized_identities(spec: Spec, case: Case) -> list[Identity]:
+    """The identities of the case's layout whose pinned sizes (``when``) the case has."""
+    lay = spec.layouts[case.layout]
+    return [i for i in lay.identities if all(case.sizes.get(d) == v for d, v in i.when.items())]
+
+
+class Judge:
+    """The oracle side of a run: certified evaluations, the records of a reply, the spec's self-check."""
+
+    def __init__(self, spec: Spec, engine: Engine, oracle_cache: OracleCache | None,
+                 memo: dict[tuple[str, tuple[str, ...], str], Any], timer: PhaseTimer) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.oracle_cache = oracle_cache
+        self.memo = memo  # (case, identities, engine) -> evaluation, shared between runs (RunCache.oracle)
+        self.timer = timer
+        self._verifications: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ the oracle
+    def oracle_evaluation(self, case: Case, identities: Sequence[Identity]) -> Any:
+        """The oracle's certified evaluation of ``case`` (with this run's engine), computed once per process
+        and kept in the on-disk cache when there is one. Raises OracleError/ArithmeticError."""
+        okey = (case.id, tuple(i.id for i in identities), self.engine.name)
+        ev = self.memo.get(okey)
+        if ev is None:
+            lay = self.spec.layouts[case.layout]
+            with self.timer.phase("oracle"):
+                ev = cached_evaluate(lay, case.inputs, identities, engine=self.engine, cache=self.oracle_cache)
+            self.memo[okey] = ev
+        return ev
+
+    # ------------------------------------------------------------------ records
+    def uniform(self, case: Case, identities: Sequence[Identity], wanted: set[str] | None, status: str,
+                detail: str, message: str) -> list[Record]:
+        """The same record for every quantity of the case (the oracle failed, the backend could not answer)."""
+        ctx = _context(case)
+        with self.timer.phase("records"):
+            out = [make_record(quantity=d.name, kind="value", status=status, detail=detail, message=message, **ctx)
+                   for d in self.spec.layouts[case.layout].forward if wanted is None or d.name in wanted]
+            out += [make_record(quantity=i.id, kind=i.kind, status=status, detail=detail, message=message, **ctx)
+                    for i in identities if wanted is None or i.id in wanted]
+        return out
+
+    def judge_reply(self, case: Case, ev: Any, sized: Sequence[Identity], identities: Sequence[Identity],
+                    reply: Reply, *, wanted: set[str] | None, diagnose: bool) -> list[Record]:
+        """The records of the backend's ``reply`` on ``case``: each value against the oracle's ``ev``, with
+        the error bound of its expression. ``sized``: the identities the oracle evaluated; ``identities``:
+        those of them that apply (and were asked for). ``diagnose``: classify the failures."""
+        if reply.status != "ok":
+            status = _REPLY_STATUS.get(reply.status, ERROR)
+            detail = "exception" if status == ERROR else reply.status
+            return self.uniform(case, identities, wanted, status, detail, reply.message)
+        lay = self.spec.layouts[case.layout]
+        tol = self.spec.tolerance
+        with self.timer.phase("bounds"):
+            bounds: Any = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, tol) if self.oracle_cache is None \
+                else CachedBounds(self.oracle_cache, self.engine, lay, ev, case.inputs, sized, case.dtype, tol,
+                                  oracle.START_BITS)
+        kappa = tol.safety_factor
+        diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype)
+        ctx = _context(case)
+        records: list[Record] = []
+        items: list[tuple[str, str, Any, tuple[int, int], Identity | None]] = []
+        for d in lay.forward:
+            items.append((d.name, "value", d.expr, concrete(d.shape, case.sizes), None))
+        for i in identities:
+            items.append((i.id, i.kind, i.expr, concrete(i.shape, case.sizes), i))
+
+        def record(**fields: Any) -> None:
+            with self.timer.phase("records"):
+                records.append(make_record(**fields, **ctx))
+
+        for qid, kind, expr, shape, ident in items:
+            if wanted is not None and qid not in wanted:
+                continue
+            got = reply.values.get(qid)
+            if got is None:
+                record(quantity=qid, kind=kind, status=FAIL, detail="missing",
+                       message="the backend returned no value for this quantity")
+                continue
+            if isinstance(got, tuple):
+                status = NOT_SUPPORTED if got[0] == "not_supported" else ERROR
+                record(quantity=qid, kind=kind, status=status,
+                       detail="declined" if status == NOT_SUPPORTED else "exception", message=got[1])
+                continue
+            try:
+                with self.timer.phase("bounds"):
+                    bound = bounds.bound(expr)
+                with self.timer.phase("compare"):
+                    cmp = compare(got, ev.values[qid], bound, dtype=case.dtype, expected_shape=shape,
+                                  safety_factor=kappa)
+            except Exception as exc:  # a result the comparison cannot even read: an error, recorded
+                record(quantity=qid, kind=kind, status=ERROR, detail="unreadable",
+                       message=f"{type(exc).__name__}: {exc}")
+                continue
+            diagnosis = None
+            if diagnose and cmp.status == FAIL and cmp.detail in ("out_of_bound", "nonfinite", "wrong_shape"):
+                diagnosis = _diagnose(diagnoser, qid, expr, got, ev.values[qid].hi,
+                                      kappa * bound + get_format(case.dtype).eta, ident)
+            record(quantity=qid, kind=kind, status=cmp.status, comparison=cmp, diagnosis=diagnosis)
+        if isinstance(bounds, CachedBounds):
+            with self.timer.phase("bounds"):
+                bounds.flush()
+        return records
+
+    # ------------------------------------------------------------------ spec self-check
+    def verifications(self, layout: str, identity: str, cases: Callable[[str], list[Case]], *,
+                      per_regime: int = 2) -> list[dict[str, Any]]:
+        """Check one identity against the derivative of the forward definitions, on the float64 cases
+        ``cases(regime)`` of every regime (the spec is verified, not trusted). Independent of the backend."""
+        key = (layout, identity)
+        if key not in self._verifications:
+            lay = self.spec.layouts[layout]
+            ident = lay.identity(identity)
+            out: list[dict[str, Any]] = []
+            for regime in self.spec.regimes:
+                if not identity_applies_to_regime(self.spec, ident, regime):
+                    continue
+                checked = 0
+                for case in cases(regime):
+                    if checked >= per_regime:
+                        break
+                    try:
+                        with self.timer.phase("verification"):
+                            v = cached_verify_identity(lay, ident, case.inputs, case.sizes, cache=self.oracle_cache)
+                    except (GradconformError, ArithmeticError) as exc:
+                        out.append({"identity": identity, "layout": layout, "case": case.to_json(),
+                                    "verdict": "error", "reason": str(exc)})
+                        checked += 1
+                        continue
+                    if v.verdict == "not_applicable":
+                        continue
+                    checked += 1
+                    out.append({"identity": identity, "layout": layout, "regime": regime, "case": case.to_json(),
+                                "verdict": v.verdict, "reason": v.reason, "worst_index": v.worst_index,
+                                "identity_value": v.identity_value, "derivative_value": v.derivative_value,
+                                "precision": v.precision})
+            self._verifications[key] = out
+        return self._verifications[key]
+
+    def all_verifications(self) -> list[dict[str, Any]]:
+        """Every verification computed so far, in the order they were asked for (the results file's)."""
+        return [v for vs in self._verifications.values() for v in vs]
+
+
+def _context(case: Case) -> dict[str, Any]:
+    return dict(layout=case.layout, dtype=case.dtype, regime=case.regime, family=case.family,
+                magnitude=case.magnitude, case=case.id)
+
+
+def _diagnose(diagnoser: CaseDiagnoser, qid: str, expr: Any, got: Any, exact: Any, allowed: Any,
+              identity: Identity | None) -> dict[str, Any]:
+    """The diagnosis of one failing result; a diagnosis that fails itself never takes the verdict down."""
+    try:
+        return diagnoser.diagnose(qid, expr, got, exact, allowed, identity=identity).to_json()
+    except Exception as exc:  # pragma: no cover - defensive: the verdict stands without a diagnosis
+        return {"class": "unexplained", "message": f"the diagnosis itself failed: {type(exc).__name__}: {exc}"}
