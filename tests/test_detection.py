@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conformance.judge.compare import PASS
+from conformance.statuses import PASS
 from conformance.formats import FORMATS
 from conformance.run.run import RunCache
 

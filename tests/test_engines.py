@@ -22,7 +22,8 @@ flint = pytest.importorskip("flint", reason="the flint engine needs python-flint
 from conformance.oracle import evaluate as oracle  # noqa: E402
 from conformance.cases.generate import generate_cases  # noqa: E402
 from conformance.oracle.certify import narrow_midpoint_mask  # noqa: E402
-from conformance.oracle.engines.base import DEFAULT_ENGINE, ENV_ORACLE, EngineUnavailable, get_engine  # noqa: E402
+from conformance.oracle.engines.base import EngineUnavailable  # noqa: E402
+from conformance.oracle.engines.select import DEFAULT_ENGINE, ENV_ORACLE, get_engine  # noqa: E402
 from conformance.oracle.engines.flint_engine import ArbOps, _exact_rule, arb_certify_many, to_arb  # noqa: E402
 from conformance.expr import FUNCTIONS, interpret  # noqa: E402
 from conformance.oracle.arith import DomainError, IvOps, to_iv  # noqa: E402

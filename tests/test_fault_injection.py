@@ -10,7 +10,7 @@ import pytest
 from dataclasses import replace
 
 from conformance.backend import BinOp, Name, Request, Transpose, map_tree
-from conformance.judge.compare import PASS
+from conformance.statuses import PASS
 from conformance.run.run import Run
 from impls.numpy import NumpyBackend
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import pytest
 
-from conformance.judge.compare import PASS
+from conformance.statuses import PASS
 
 from .accuracy_backends import CORRECT
 from .accuracy_support import EXAMPLES, sweep

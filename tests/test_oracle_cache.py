@@ -12,7 +12,7 @@ from conformance.oracle import evaluate as oracle
 from conformance.cache.store import BlobStore, key_digest
 from conformance.cache.case_cache import CaseCache
 from conformance.cases.generate import generate_cases
-from conformance.oracle.engines.base import get_engine
+from conformance.oracle.engines.select import get_engine
 from conformance.cache.oracle_cache import OracleCache, resolve_cache_dir, cached_evaluate, cached_verify_identity
 
 

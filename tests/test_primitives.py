@@ -18,7 +18,7 @@ from conformance.errors import SpecError
 from conformance.expr import AXIS_FUNCTIONS, AXIS_REQUIRED, FUNCTIONS, Call, Name, Ops, UnsupportedPrimitive, interpret
 from conformance.judge.bounds import PRIMITIVE_RULES
 from conformance.oracle.arith import DualOps, FractionOps, IvOps, to_fraction
-from conformance.oracle.engines.base import ENGINES, get_engine
+from conformance.oracle.engines.select import ENGINES, get_engine
 from conformance.primitives import PRIMITIVES, AxisUse, Form, NotConformable, missing_methods, primitive
 from conformance.report.latex import to_latex
 from conformance.report.mathml import to_mathml

@@ -18,7 +18,7 @@ import numpy as np
 
 from conformance.judge.bounds import ErrorBounds
 from conformance.cache.store import BlobStore, key_digest
-from conformance import expr, formats
+from conformance import expr, formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cache.oracle_cache import OracleCache
 from conformance.judge import bounds
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CachedBounds"]
 
-_SOURCES = (bounds, formats, expr, model)  # the code an error bound depends on
+_SOURCES = (bounds, formats, expr, primitives, model)  # the code an error bound depends on
 
 
 class CachedBounds:

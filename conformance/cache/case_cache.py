@@ -20,14 +20,14 @@ import numpy as np
 from conformance.cache.store import BlobStore
 from conformance.cases.generate import Case, case_id
 from conformance.formats import get_format
-from conformance import expr, formats
+from conformance import expr, formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cases import generate, strategies
 from conformance.spec import model, parse, shapes
 
 __all__ = ["CaseCache"]
 
-_SOURCES = (generate, strategies, formats, model, shapes, parse, expr)  # the code a generated case depends on
+_SOURCES = (generate, strategies, formats, model, shapes, parse, expr, primitives)  # the code a generated case depends on
 
 
 def _versions() -> dict[str, str]:

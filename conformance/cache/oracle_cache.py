@@ -36,14 +36,16 @@ import numpy as np
 import mpmath
 
 from conformance import expr as expr_module
-from conformance import formats
+from conformance import formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cache.store import BlobStore
 from conformance.expr import Expr, Ops, interpret
 from conformance.oracle import arith, certify, evaluate
 from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact
 from conformance.oracle.engines import base as engine_base
-from conformance.oracle.engines.base import Engine, get_engine
+from conformance.oracle.engines import select as engine_select
+from conformance.oracle.engines.base import Engine
+from conformance.oracle.engines.select import get_engine
 from conformance.oracle.evaluate import OracleEvaluation, Verification
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,7 +69,7 @@ def resolve_cache_dir(option: str | None) -> Path | None:
 
 def _oracle_modules() -> tuple[ModuleType, ...]:
     """The modules whose code decides an oracle result or a verification (the cache's code version)."""
-    return (evaluate, certify, engine_base, arith, expr_module, formats)
+    return (evaluate, certify, engine_base, engine_select, arith, expr_module, formats, primitives)
 
 
 

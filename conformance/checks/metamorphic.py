@@ -38,7 +38,7 @@ import numpy as np
 from conformance.oracle import evaluate as oracle
 from conformance.judge.bounds import ErrorBounds
 from conformance.cases.generate import Case, case_id
-from conformance.judge.compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT
+from conformance.statuses import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT
 from conformance.errors import GradconformError
 from conformance.expr import BinOp, Call, Expr, Name, Neg, free_names, walk
 from conformance.formats import get_format

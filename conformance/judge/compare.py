@@ -22,21 +22,14 @@ from typing import Any
 import numpy as np
 
 from conformance.formats import get_format, round_hilo, ulp_distance
-from conformance.oracle.evaluate import Exact
+from conformance.oracle.certify import Exact
+from conformance.statuses import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, STATUSES, TIMED_OUT  # re-exported
 
 __all__ = [
     "PASS", "FAIL", "ERROR", "NOT_SUPPORTED", "CRASHED", "TIMED_OUT", "STATUSES",
     "Comparison", "compare", "ULP_BUCKETS", "ulp_bucket_labels",
 ]
 
-PASS = "pass"
-FAIL = "fail"
-ERROR = "error"
-NOT_SUPPORTED = "not_supported"
-CRASHED = "crashed"
-TIMED_OUT = "timed_out"
-#: Every status a result can have. Only ``pass`` counts as a pass.
-STATUSES = (PASS, FAIL, ERROR, NOT_SUPPORTED, CRASHED, TIMED_OUT)
 
 #: ulp histogram: bucket 0 holds exact results, bucket b (1..32) holds [2**(b-1), 2**b), bucket 33 NaN/inf.
 ULP_BUCKETS = 34

@@ -29,7 +29,8 @@ import mpmath
 import numpy as np
 
 from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact, certified_endpoints
-from conformance.oracle.engines.base import Engine, get_engine
+from conformance.oracle.engines.base import Engine
+from conformance.oracle.engines.select import get_engine
 from conformance.errors import OracleError
 from conformance.expr import Expr, free_names, interpret
 from conformance.oracle.arith import Dual, DualOps, FractionOps, IvOps, endpoints, to_fraction, to_iv

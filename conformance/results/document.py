@@ -22,9 +22,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from conformance.atomic import write_bytes_atomic
 
-if TYPE_CHECKING:  # a type only: reading results (the report layer) must not import the oracle
-    from conformance.judge.compare import Comparison
-
 __all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
            "validate"]
 
@@ -74,17 +71,11 @@ def _json_float(v: Any) -> Any:
 
 def make_record(*, quantity: str, kind: str, layout: str, dtype: str, regime: str, family: str,
                 magnitude: float | None, case: str, status: str, detail: str = "", message: str = "",
-                comparison: Comparison | None = None, diagnosis: dict[str, Any] | None = None) -> Record:
-    if comparison is None:
-        return Record(quantity, kind, layout, dtype, regime, family, magnitude, case, status, detail, message,
-                      diagnosis=diagnosis)
-    c = comparison
-    return Record(
-        quantity, kind, layout, dtype, regime, family, magnitude, case, c.status, c.detail, c.message,
-        c.components, c.max_ratio, c.max_abs_err, c.max_rel_err, c.max_ulp, c.median_ulp,
-        list(c.worst_index) if c.worst_index is not None else None, c.worst_got, c.worst_exact, c.worst_bound,
-        c.worst_allowed, c.uninformative, list(c.ulp_hist), diagnosis,
-    )
+                diagnosis: dict[str, Any] | None = None, **measures: Any) -> Record:
+    """A record; ``measures`` are the comparison's numbers (components, max_ratio, ... ulp_hist: the fields of
+    :class:`Record` after ``message``), filled in by the judging step of the run."""
+    return Record(quantity, kind, layout, dtype, regime, family, magnitude, case, status, detail, message,
+                  diagnosis=diagnosis, **measures)
 
 
 def _blas() -> str:

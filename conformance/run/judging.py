@@ -18,7 +18,8 @@ from conformance.errors import GradconformError
 from conformance.execution.worker import Reply
 from conformance.formats import get_format
 from conformance.judge.bounds import ErrorBounds
-from conformance.judge.compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, TIMED_OUT, compare
+from conformance.judge.compare import Comparison, compare
+from conformance.statuses import CRASHED, ERROR, FAIL, NOT_SUPPORTED, TIMED_OUT
 from conformance.judge.diagnose import CaseDiagnoser
 from conformance.oracle import evaluate as oracle
 from conformance.oracle.engines.base import Engine
@@ -132,7 +133,7 @@ class Judge:
             if diagnose and cmp.status == FAIL and cmp.detail in ("out_of_bound", "nonfinite", "wrong_shape"):
                 diagnosis = _diagnose(diagnoser, qid, expr, got, ev.values[qid].hi,
                                       kappa * bound + get_format(case.dtype).eta, ident)
-            record(quantity=qid, kind=kind, status=cmp.status, comparison=cmp, diagnosis=diagnosis)
+            record(quantity=qid, kind=kind, diagnosis=diagnosis, **measures_of(cmp))
         if isinstance(bounds, CachedBounds):
             with self.timer.phase("bounds"):
                 bounds.flush()
@@ -190,3 +191,13 @@ def _diagnose(diagnoser: CaseDiagnoser, qid: str, expr: Any, got: Any, exact: An
         return diagnoser.diagnose(qid, expr, got, exact, allowed, identity=identity).to_json()
     except Exception as exc:  # pragma: no cover - defensive: the verdict stands without a diagnosis
         return {"class": "unexplained", "message": f"the diagnosis itself failed: {type(exc).__name__}: {exc}"}
+
+
+def measures_of(c: Comparison) -> dict[str, Any]:
+    """The fields of a results record that a comparison decides: its verdict, detail and numbers."""
+    return {"status": c.status, "detail": c.detail, "message": c.message, "components": c.components,
+            "max_ratio": c.max_ratio, "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err,
+            "max_ulp": c.max_ulp, "median_ulp": c.median_ulp,
+            "worst_index": list(c.worst_index) if c.worst_index is not None else None,
+            "worst_got": c.worst_got, "worst_exact": c.worst_exact, "worst_bound": c.worst_bound,
+            "worst_allowed": c.worst_allowed, "uninformative": c.uninformative, "ulp_hist": list(c.ulp_hist)}

@@ -26,10 +26,10 @@ from conformance.cases.generate import DEFAULT_SEED, Case
 from conformance.errors import OracleError
 from conformance.execution import registry
 from conformance.execution.worker import BackendInfo
-from conformance.judge.compare import ERROR, NOT_SUPPORTED
+from conformance.statuses import ERROR, NOT_SUPPORTED
 from conformance.judge.diagnose import refine_group
 from conformance.oracle import evaluate as oracle
-from conformance.oracle.engines.base import get_engine
+from conformance.oracle.engines.select import get_engine
 from conformance.results.document import Record
 from conformance.run.collector import CollectedRecord, ResultsCollector
 from conformance.run.document import backend_section, build_document, oracle_section

@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 
 from conformance.cases.generate import DEFAULT_SEED, Case, case_strategy, cell_seed, deterministic_generation
-from conformance.judge.compare import FAIL, NOT_SUPPORTED, PASS
-from conformance.oracle.engines.base import DEFAULT_ENGINE, ENV_ORACLE, EngineUnavailable, engine_names
+from conformance.statuses import FAIL, NOT_SUPPORTED, PASS
+from conformance.oracle.engines.base import EngineUnavailable
+from conformance.oracle.engines.select import DEFAULT_ENGINE, ENV_ORACLE, engine_names
 from conformance.errors import BackendNotFound, SpecError
 from conformance.cache.oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from conformance.results.document import Record, load_results, merge, write_json_atomic

@@ -21,7 +21,7 @@ Selection: an explicit name (``--oracle``), else ``$GRADCONFORM_ORACLE``, else
 
 from __future__ import annotations
 
-import os
+
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Mapping
@@ -32,13 +32,9 @@ from conformance.errors import GradconformError
 
 if TYPE_CHECKING:  # pragma: no cover
     from conformance.expr import Ops
-    from conformance.oracle.evaluate import Exact
+    from conformance.oracle.certify import Exact
 
-__all__ = ["Engine", "EngineUnavailable", "ENGINES", "DEFAULT_ENGINE", "ENV_ORACLE", "get_engine", "engine_names"]
-
-DEFAULT_ENGINE = "mpmath"
-ENV_ORACLE = "GRADCONFORM_ORACLE"
-
+__all__ = ["Engine", "EngineUnavailable"]
 
 class EngineUnavailable(GradconformError):
     """An oracle engine that is unknown, or whose library is not installed."""
@@ -99,47 +95,3 @@ class Engine(ABC):
         """:meth:`approx` of every value, keys and order kept (an engine may do them in one batch, and use
         what its algebra ``ops`` knows about them)."""
         return {k: self.approx(v) for k, v in values.items()}
-
-
-def _load(name: str) -> Engine:
-    if name == "mpmath":
-        from conformance.oracle.engines.mpmath_engine import MpmathEngine
-
-        return MpmathEngine()
-    if name == "flint":
-        try:
-            from conformance.oracle.engines.flint_engine import FlintEngine
-        except ImportError as exc:
-            raise EngineUnavailable(
-                f"oracle engine 'flint' needs python-flint (pip install python-flint): {exc}") from None
-        return FlintEngine()
-    raise EngineUnavailable(f"unknown oracle engine {name!r}; known: {', '.join(ENGINES)}")
-
-
-ENGINES: tuple[str, ...] = ("mpmath", "flint")
-_instances: dict[str, Engine] = {}
-
-
-def engine_names() -> tuple[str, ...]:
-    return ENGINES
-
-
-def get_engine(engine: "str | Engine | None" = None) -> Engine:
-    """The engine named (or given), else ``$GRADCONFORM_ORACLE``, else the default."""
-    if isinstance(engine, Engine):
-        return engine
-    name = engine or os.environ.get(ENV_ORACLE) or DEFAULT_ENGINE
-    if name not in _instances:
-        _instances[name] = _load(name)
-    return _instances[name]
-
-
-def describe_all() -> Mapping[str, str]:
-    """Each known engine's version, or why it is unavailable."""
-    out: dict[str, str] = {}
-    for name in ENGINES:
-        try:
-            out[name] = get_engine(name).version()
-        except EngineUnavailable as exc:
-            out[name] = f"unavailable: {exc}"
-    return out

@@ -75,7 +75,8 @@ def main(args: argparse.Namespace) -> int:
     log(f"gradconform bench on {info.get('cpu')} ({info.get('cpu_count')} cores), load {info['load_average']}")
     widths = [int(w) for w in args.widths.split(",")] if args.widths else \
         ([5, 16, 64] if args.quick else list(WIDTHS))
-    from conformance.oracle.engines.base import EngineUnavailable, get_engine
+    from conformance.oracle.engines.base import EngineUnavailable
+    from conformance.oracle.engines.select import get_engine
 
     engines = []
     for e in (e.strip() for e in args.engines.split(",") if e.strip()):

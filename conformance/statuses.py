@@ -1,0 +1,20 @@
+"""The statuses of a check, one vocabulary for the judge, the run, the results files and the reports.
+
+Distinct and counted honestly: ``not_supported`` is never a pass; ``crashed`` and ``timed_out`` are the backend's
+process failing, ``error`` a quantity that could not be judged (an exception, an oracle failure, an unreadable
+answer). A base module, so that the report layer can name statuses without importing the judge.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PASS", "FAIL", "ERROR", "NOT_SUPPORTED", "CRASHED", "TIMED_OUT", "STATUSES"]
+
+PASS = "pass"
+FAIL = "fail"
+ERROR = "error"
+NOT_SUPPORTED = "not_supported"
+CRASHED = "crashed"
+TIMED_OUT = "timed_out"
+
+#: every status, in the order reports list them
+STATUSES: tuple[str, ...] = (PASS, FAIL, ERROR, NOT_SUPPORTED, CRASHED, TIMED_OUT)
