@@ -53,6 +53,7 @@ from conformance.expr import (  # re-exported: the tree is part of the contract
     map_tree,
     to_text,
 )
+from conformance.formats import DTYPES  # re-exported: the dtypes a request can name
 
 __all__ = [
     "Backend",
@@ -65,9 +66,6 @@ __all__ = [
     "Expr", "Name", "Const", "Neg", "BinOp", "Pow", "Transpose", "Call", "FUNCTIONS", "AXIS_FUNCTIONS",
     "Ops", "UnsupportedPrimitive", "interpret", "inline", "fuse_log_softmax", "map_tree", "to_text",
 ]
-
-#: The dtypes a request can name.
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
 class NotSupported(Exception):

@@ -12,7 +12,7 @@ stored (the run records the error each time).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from conformance import expr, formats
 from conformance.cache.keys import code_hash
 from conformance.cache.oracle_cache import OracleCache
 from conformance.judge import bounds
-from conformance.spec import model
+from conformance.spec import loader, model
 
 if TYPE_CHECKING:  # pragma: no cover
     from conformance.oracle.engines.base import Engine
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CachedBounds"]
 
-_SOURCES = (bounds, formats, expr, model)  # the code an error bound depends on
+_SOURCES = (bounds, formats, expr, model, loader)  # the code an error bound depends on
 
 
 class CachedBounds:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,7 +38,7 @@ from conformance.errors import GradconformError, ShapeError, SpecError
 from conformance.expr import Expr, to_text
 from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, substitute, suggest_fixes,
                      try_shape, vector_length)
-from conformance.spec.model import Identity, Layout, Spec, load_spec
+from conformance.spec import Identity, Layout, Spec, load_spec
 
 __all__ = ["check", "CheckResult", "CheckError", "add_check_arguments", "main_check"]
 

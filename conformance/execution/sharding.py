@@ -19,7 +19,8 @@ import re
 from typing import Mapping
 
 from conformance.run.run import identity_applies_to_regime
-from conformance.spec.model import DTYPES, Spec
+from conformance.formats import DTYPES
+from conformance.spec.model import Spec
 
 __all__ = ["Shard", "parse_shard", "group_units", "assign", "unit_of"]
 

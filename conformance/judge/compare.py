@@ -15,14 +15,13 @@ Two different questions, both answered for every component:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from conformance.formats import get_format, round_hilo, ulp_distance
-from conformance.oracle.evaluate import Exact
+from conformance.oracle.certify import Exact
 
 __all__ = [
     "PASS", "FAIL", "ERROR", "NOT_SUPPORTED", "CRASHED", "TIMED_OUT", "STATUSES",

@@ -35,7 +35,6 @@ GREEK = {
     "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Xi": "Ξ", "Pi": "Π", "Sigma": "Σ", "Phi": "Φ",
     "Psi": "Ψ", "Omega": "Ω",
 }
-ACCENTS = ("hat", "bar", "tilde", "dot")
 
 #: Functions written as an operator name: name -> (text, LaTeX). ``sum`` and ``outer`` are typeset specially.
 FUNCTION_NAMES: dict[str, tuple[str, str]] = {

@@ -24,13 +24,14 @@ from conformance.cache.oracle_cache import OracleCache, cached_evaluate, cached_
 from conformance.judge.bounds import ErrorBounds
 from conformance.cache.bounds_cache import CachedBounds
 from conformance.cases.generate import DEFAULT_SEED, Case, generate_cases
-from conformance.judge.compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT, compare
+from conformance.judge.compare import CRASHED, ERROR, FAIL, NOT_SUPPORTED, TIMED_OUT, compare
 from conformance.judge.diagnose import CaseDiagnoser, refine_group
 from conformance.formats import get_format
 from conformance.errors import GradconformError, OracleError
 from conformance.results.document import SCHEMA, Record, environment, make_record, now
 from conformance.spec.shapes import concrete
-from conformance.spec.model import DTYPES, Identity, Layout, Spec
+from conformance.formats import DTYPES
+from conformance.spec.model import Identity, Layout, Spec
 from conformance.execution.worker import BackendInfo, make_worker
 from conformance.execution import registry
 

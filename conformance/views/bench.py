@@ -137,7 +137,7 @@ def oracle_by_width(widths: list[int], engines: list[str], repeat: int, mpmath_m
                     log: Callable[[str], None]) -> list[dict[str, Any]]:
     from conformance.oracle import evaluate as oracle
     from conformance.cache.oracle_cache import OracleCache, cached_evaluate
-    from conformance.spec.model import load_spec
+    from conformance.spec import load_spec
 
     spec = load_spec(None)
     lay = spec.layouts["row"]
@@ -216,7 +216,7 @@ def _seed_case() -> Any:
     """A generic seed-shape case (x 1x5, W1 5x3, W2 3x5), float64: standard normal inputs, a one-hot label.
     (Not the first generated case: hypothesis starts from the simplest inputs, zeros included.)"""
     from conformance.cases.generate import Case, case_id
-    from conformance.spec.model import load_spec
+    from conformance.spec import load_spec
 
     spec = load_spec(None)
     rng = np.random.default_rng(20161104)
@@ -506,7 +506,8 @@ def _phase_timers(timers: dict[str, float]) -> Iterator[None]:
 def run_breakdown(engine: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Every group of the default suite in process (isolated numpy backend), cold then warm cache."""
     from conformance.run.run import Run
-    from conformance.spec.model import DTYPES, load_spec
+    from conformance.formats import DTYPES
+    from conformance.spec import load_spec
 
     spec = load_spec(None)
     out: dict[str, Any] = {}

@@ -35,9 +35,10 @@ from conformance.oracle.engines.base import DEFAULT_ENGINE, ENV_ORACLE, EngineUn
 from conformance.errors import BackendNotFound, SpecError
 from conformance.cache.oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from conformance.results.document import Record, load_results, merge, write_json_atomic
-from conformance.run.run import Run, identity_applies_to_regime, quantities_of
+from conformance.run.run import Run, identity_applies_to_regime
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
-from conformance.spec.model import DTYPES, Spec, load_spec
+from conformance.formats import DTYPES
+from conformance.spec import Spec, load_spec
 
 ENV_BACKEND = "GRADCONFORM_BACKEND"
 

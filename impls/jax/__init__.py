@@ -47,7 +47,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from conformance.backend import Backend, Model, NotSupported, Ops, Quantity, Request, UnsupportedPrimitive, \
+from conformance.backend import DTYPES, Backend, Model, NotSupported, Ops, Quantity, Request, UnsupportedPrimitive, \
     interpret, numpy_dtype
 from impls.forward_graph import depends_on, evaluate_downstream
 from impls.fused_xent import XENT_PER_SAMPLE, XENT_SUM, fuse_cross_entropy
@@ -63,8 +63,6 @@ except Exception as exc:  # not installed, or a broken install
     _IMPORT_ERROR = exc
 
 __all__ = ["JaxBackend", "JaxFusedBackend", "JaxOps"]
-
-_DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
 
 
 class JaxOps(Ops[Any]):
@@ -179,7 +177,7 @@ class JaxBackend(Backend):
         return f"jax cannot be imported: {type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}"
 
     def dtypes(self) -> frozenset[str]:
-        return frozenset(_DTYPE_NAMES)
+        return frozenset(DTYPES)
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if jax is not None and _gpus() else ("cpu",)
@@ -208,7 +206,7 @@ class JaxBackend(Backend):
         raise NotSupported(f"device {name!r}: this backend runs on cpu or cuda")
 
     def evaluate(self, request: Request) -> Mapping[str, Any]:
-        if request.dtype not in _DTYPE_NAMES:
+        if request.dtype not in DTYPES:
             raise NotSupported(f"dtype {request.dtype}")
         device = self._device(request.device)
         model = fuse_cross_entropy(request.model)[0] if self.fused else request.model

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import Backend, NotSupported, Ops, Request, UnsupportedPrimitive, fuse_log_softmax, \
+from conformance.backend import DTYPES, Backend, NotSupported, Ops, Request, UnsupportedPrimitive, fuse_log_softmax, \
     interpret, numpy_dtype
 
 __all__ = ["NumpyBackend", "NumpyComposedBackend", "NumpyOps"]
@@ -132,7 +132,7 @@ class NumpyBackend(Backend):
     fused = True
 
     def dtypes(self) -> frozenset[str]:
-        return frozenset({"float64", "float32", "float16", "bfloat16"})
+        return frozenset(DTYPES)
 
     def versions(self) -> Mapping[str, str]:
         import ml_dtypes

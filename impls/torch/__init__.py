@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import Backend, Model, NotSupported, Ops, Request, UnsupportedPrimitive, interpret
+from conformance.backend import DTYPES, Backend, Model, NotSupported, Ops, Request, UnsupportedPrimitive, interpret
 from impls.forward_graph import depends_on, evaluate_downstream
 from impls.fused_xent import XENT_PER_SAMPLE, XENT_SUM, fuse_cross_entropy
 
@@ -52,8 +52,6 @@ except Exception as exc:  # not installed, or a broken install (a missing shared
     _IMPORT_ERROR = exc
 
 __all__ = ["TorchBackend", "TorchFusedBackend", "TorchOps"]
-
-_DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
 
 
 def _torch_dtype(name: str) -> "torch.dtype":
@@ -181,7 +179,7 @@ class TorchBackend(Backend):
         return f"torch cannot be imported: {type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}"
 
     def dtypes(self) -> frozenset[str]:
-        return frozenset(_DTYPE_NAMES)
+        return frozenset(DTYPES)
 
     def devices(self) -> tuple[str, ...]:
         if torch is not None and torch.cuda.is_available():
@@ -212,7 +210,7 @@ class TorchBackend(Backend):
         return device
 
     def evaluate(self, request: Request) -> Mapping[str, Any]:
-        if request.dtype not in _DTYPE_NAMES:
+        if request.dtype not in DTYPES:
             raise NotSupported(f"dtype {request.dtype}")
         device = self._device(request.device)
         dtype = _torch_dtype(request.dtype)

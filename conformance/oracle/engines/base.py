@@ -32,7 +32,7 @@ from conformance.errors import GradconformError
 
 if TYPE_CHECKING:  # pragma: no cover
     from conformance.expr import Ops
-    from conformance.oracle.evaluate import Exact
+    from conformance.oracle.certify import Exact
 
 __all__ = ["Engine", "EngineUnavailable", "ENGINES", "DEFAULT_ENGINE", "ENV_ORACLE", "get_engine", "engine_names"]
 
@@ -132,14 +132,3 @@ def get_engine(engine: "str | Engine | None" = None) -> Engine:
     if name not in _instances:
         _instances[name] = _load(name)
     return _instances[name]
-
-
-def describe_all() -> Mapping[str, str]:
-    """Each known engine's version, or why it is unavailable."""
-    out: dict[str, str] = {}
-    for name in ENGINES:
-        try:
-            out[name] = get_engine(name).version()
-        except EngineUnavailable as exc:
-            out[name] = f"unavailable: {exc}"
-    return out
