@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from conformance.judge.compare import PASS  # noqa: E402
-from conformance.spec.model import load_spec  # noqa: E402
+from conformance.formats import DTYPES  # noqa: E402
+from conformance.spec import load_spec  # noqa: E402
 from tests.accuracy_backends import CORRECT, FAULTS  # noqa: E402
 from tests.accuracy_support import sweep  # noqa: E402
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 from conformance.cases.generate import generate_cases
+from conformance.formats import DTYPES
 from conformance.run.run import Run
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 
 VARIANTS = [
     ("numpy", "impls.numpy:NumpyBackend", {}),
@@ -39,7 +40,7 @@ def requests():
     run = Run(spec, "numpy", isolate=False)
     out = []
     for layout in spec.layouts:
-        for dtype in ("float64", "float32", "float16", "bfloat16"):
+        for dtype in DTYPES:
             for regime in ("benign", "large_logits"):
                 for case in generate_cases(spec, layout, dtype, regime, examples=1):
                     lay = spec.layouts[layout]

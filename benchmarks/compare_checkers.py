@@ -39,13 +39,12 @@ sys.path.insert(0, str(ROOT))
 from conformance.oracle import evaluate as oracle  # noqa: E402
 from conformance.judge.compare import PASS, compare  # noqa: E402
 from conformance.judge.bounds import ErrorBounds  # noqa: E402
-from conformance.formats import FORMATS, round_hilo  # noqa: E402
+from conformance.formats import DTYPES, FORMATS, round_hilo  # noqa: E402
 from conformance.run.run import Run, RunCache  # noqa: E402
 from conformance.spec.shapes import concrete  # noqa: E402
-from conformance.spec.model import load_spec  # noqa: E402
+from conformance.spec import load_spec  # noqa: E402
 from tests.accuracy_backends import CORRECT, FAULTS, Recipe, forward_backward, recipe_backend  # noqa: E402
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 ASSERT_CLOSE_DEFAULTS = {"float64": (1e-7, 1e-7), "float32": (1.3e-6, 1e-5), "float16": (1e-3, 1e-5),
                          "bfloat16": (1.6e-2, 1e-5)}
 GRAD_INPUTS = ("x", "W1", "b1", "W2", "b2")

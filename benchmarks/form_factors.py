@@ -30,7 +30,7 @@ from conformance.judge.bounds import ErrorBounds  # noqa: E402
 from conformance.expr import Expr, interpret  # noqa: E402
 from conformance.formats import get_format  # noqa: E402
 from conformance.spec.parse import parse_expr  # noqa: E402
-from conformance.spec.model import load_spec  # noqa: E402
+from conformance.spec import load_spec  # noqa: E402
 from impls.numpy import NumpyOps  # noqa: E402
 
 DTYPES = ("float32", "bfloat16", "float16")

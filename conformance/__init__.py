@@ -1,6 +1,6 @@
 """gradconform: a spec-driven conformance suite for gradients.
 
-Public entry points: :func:`conformance.spec.model.load_spec`, :class:`conformance.run.run.Run`,
+Public entry points: :func:`conformance.spec.load_spec`, :class:`conformance.run.run.Run`,
 the backend contract in :mod:`conformance.backend`, :func:`conformance.check` (is a
 hand-derived gradient conformable and right?), :func:`conformance.checks.lint.lint` (static checks of a
 spec), the command line ``gradconform`` and the pytest suite ``pytest conformance --backend NAME``.

@@ -53,6 +53,7 @@ from conformance.expr import (  # re-exported: the tree is part of the contract
     map_tree,
     to_text,
 )
+from conformance.formats import DTYPES  # re-exported: the dtypes a request can name
 
 __all__ = [
     "Backend",
@@ -71,9 +72,6 @@ __all__ = [
 #: optional attribute) and keeps every backend written for an earlier minor working; a major step would not.
 #: ``conformance.backend`` and ``conformance.expr`` stay importable at these paths across minor versions.
 CONTRACT_VERSION: tuple[int, int] = (1, 0)
-
-#: The dtypes a request can name.
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
 class NotSupported(Exception):

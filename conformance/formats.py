@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DTYPES",
     "FloatFormat",
     "FORMATS",
     "get_format",
@@ -73,6 +74,9 @@ class FloatFormat:
     def uint(self) -> np.dtype:
         return np.dtype(f"uint{self.bits}")
 
+
+#: The dtype names gradconform knows, widest first: the one list (and order) of dtypes everywhere.
+DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 FORMATS: dict[str, FloatFormat] = {
     "float16": FloatFormat("float16", p=11, emin=-14, emax=15, bits=16),

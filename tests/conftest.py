@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.spec.model import Spec, load_spec
+from conformance.spec import Spec, load_spec
 
 pytest_plugins = ["pytester"]
 

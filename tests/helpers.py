@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance.spec.model import default_spec_path
+from conformance.spec import default_spec_path
 
 SEED_SPEC = default_spec_path()
 

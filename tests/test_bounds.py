@@ -13,7 +13,7 @@ from conformance.judge.bounds import ErrorBounds, gamma
 from conformance.expr import fuse_log_softmax, interpret
 from conformance.formats import get_format
 from conformance.spec.parse import parse_expr
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 from impls.numpy import NumpyOps
 
 from .conftest import SEED_SPEC

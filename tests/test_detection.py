@@ -17,11 +17,11 @@ import pytest
 
 from conformance.statuses import PASS
 from conformance.formats import FORMATS
+from conformance.formats import DTYPES
 from conformance.run.run import RunCache
 
 from .accuracy_support import SHARED_CACHE, sweep
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 FORWARD = {"a", "h", "theta", "yhat", "L"}
 GRADIENTS = {"dL/dtheta", "dL/dtheta.general", "dL/dh", "dL/da", "dL/dx", "dL/dx.chain", "dL/dW1", "dL/db1",
              "dL/dW2", "dL/db2", "dh/da", "dyhat/dtheta", "da/dx"}

@@ -11,7 +11,7 @@ import pytest
 
 from conformance.results.document import validate
 from conformance.run.run import Run
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 
 SPEC = load_spec()
 

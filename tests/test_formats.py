@@ -8,9 +8,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from conformance.formats import FORMATS, round_hilo, round_mpf, ulp_distance
+from conformance.formats import DTYPES, FORMATS, round_hilo, round_mpf, ulp_distance
 
-F64, F32, F16, BF16 = (FORMATS[n] for n in ("float64", "float32", "float16", "bfloat16"))
+F64, F32, F16, BF16 = (FORMATS[n] for n in DTYPES)
 
 
 @pytest.mark.parametrize("fmt", FORMATS.values(), ids=lambda f: f.name)

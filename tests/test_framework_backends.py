@@ -15,16 +15,15 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from conformance.backend import Const, Model, NotSupported, Quantity, Request, numpy_dtype
+from conformance.backend import DTYPES, Const, Model, NotSupported, Quantity, Request, numpy_dtype
 from conformance.cases.generate import generate_cases
 from conformance.spec.parse import parse_expr
 from conformance.run.run import Run
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 
 SPEC = load_spec(None)
 BACKENDS = {"torch": ("impls.torch", "TorchBackend"), "torch-fused": ("impls.torch", "TorchFusedBackend"),
             "jax": ("impls.jax", "JaxBackend"), "jax-fused": ("impls.jax", "JaxFusedBackend")}
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 _instances: dict[str, object] = {}
 
 

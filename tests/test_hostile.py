@@ -27,7 +27,7 @@ from conformance.cache.store import BlobStore, CacheAuditError, CacheAuthError
 from conformance.cases.generate import generate_cases
 from conformance.execution import wire
 from conformance.run.run import Run
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 from tests.isolation_backends import MARKER_ENV
 
 SPEC = load_spec(None)
@@ -74,7 +74,7 @@ def test_a_result_that_runs_code_when_unpickled_is_an_error_not_a_command(case, 
 
 
 def test_a_result_that_aborts_when_unpickled_does_not_kill_the_harness(case):
-    script = ("from conformance.run.run import Run; from conformance.spec.model import load_spec; "
+    script = ("from conformance.run.run import Run; from conformance.spec import load_spec; "
               "from conformance.cases.generate import generate_cases; s = load_spec(None); "
               "c = generate_cases(s, 'row', 'float32', 'benign', examples=1)[0]; "
               f"r = Run(s, '{_target('ReturnsAbortOnUnpickle')}'); "

@@ -20,7 +20,7 @@ import pytest
 
 from conformance.cases.generate import generate_cases
 from conformance.run.run import Run
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 from tests.isolation_backends import PID_KEY
 
 SPEC = load_spec(None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conformance.checks.lint import lint, spec_files
-from conformance.spec.model import spec_dir
+from conformance.spec import spec_dir
 
 from .helpers import spec_copy
 

@@ -6,7 +6,7 @@ import pytest
 
 from conformance.checks.metamorphic import applicable_properties, check_property
 from conformance.run.run import Run
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 
 SPEC = load_spec()
 

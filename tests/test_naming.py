@@ -3,7 +3,8 @@
 from conformance.results.naming import (FORWARD_TEST, IDENTITY_TEST, QuantityTest, case_rerun_command, node_id,
                                         parse_node_id, parse_quantity_param, pytest_command, quantity_param,
                                         scheduling_scope)
-from conformance.spec.model import DTYPES, load_spec
+from conformance.formats import DTYPES
+from conformance.spec import load_spec
 
 
 def test_every_quantity_test_id_of_the_seed_spec_parses_back():

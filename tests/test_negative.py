@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conformance.checks.negative import default_regime, families_for, refute
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 
 from .helpers import spec_copy
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 import pytest
 
 from conformance.statuses import PASS
+from conformance.formats import DTYPES
 
 from .accuracy_backends import CORRECT
 from .accuracy_support import EXAMPLES, sweep
@@ -47,7 +48,7 @@ def test_correct_implementation_is_never_flagged(seed_spec, name):
     assert not bad, "\n".join(f"{r.quantity} [{r.layout}, {r.dtype}, {r.regime}, {r.magnitude}] {r.status} "
                               f"{r.detail}: {r.message}" for r in bad[:10])
     # a large sample: every dtype judged on thousands of components
-    assert all(components[d] >= 5_000 * EXAMPLES for d in ("float64", "float32", "float16", "bfloat16")), components
+    assert all(components[d] >= 5_000 * EXAMPLES for d in DTYPES), components
     print(f"\n{name}: components {dict(components)}; worst error/allowed among passes {dict(worst)}")
 
 
@@ -58,5 +59,5 @@ def test_the_composed_forms_do_break_where_probabilities_underflow(seed_spec):
     failing = {(r.quantity, r.regime) for r in records if r.status != PASS}
     assert failing and {q for q, _ in failing} == {"L"}
     assert {reg for _, reg in failing} <= UNDERFLOW_REGIMES
-    for dtype in ("float64", "float32", "float16", "bfloat16"):
+    for dtype in DTYPES:
         assert any(r.dtype == dtype and r.status != PASS and r.regime == "unlikely_class" for r in records)

@@ -22,7 +22,7 @@ from conformance.oracle.engines.select import ENGINES, get_engine
 from conformance.primitives import PRIMITIVES, AxisUse, Form, NotConformable, missing_methods, primitive
 from conformance.report.latex import to_latex
 from conformance.report.mathml import to_mathml
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 from conformance.spec.parse import parse_expr
 from conformance.spec.shapes import infer_shape
 from impls.jax import JaxOps

@@ -24,9 +24,9 @@ import pytest
 from conformance.oracle import evaluate as oracle
 from conformance.cases.generate import generate_cases
 from conformance.expr import Ops, interpret
-from conformance.formats import FORMATS, FloatFormat, round_hilo, round_mpf, split_mpf, ulp_distance
+from conformance.formats import DTYPES, FORMATS, FloatFormat, round_hilo, round_mpf, split_mpf, ulp_distance
 
-F64, F32, F16, BF16 = (FORMATS[n] for n in ("float64", "float32", "float16", "bfloat16"))
+F64, F32, F16, BF16 = (FORMATS[n] for n in DTYPES)
 ALL = (F64, F32, F16, BF16)
 NARROW = (F32, F16, BF16)
 # a format with float64's precision and no subnormal range: what "round to 53 bits first" means

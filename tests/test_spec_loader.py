@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from conformance.errors import ShapeError, SpecError
 from conformance.oracle.evaluate import verify_identity
 from conformance.cases.generate import generate_cases
-from conformance.spec.model import load_spec, load_spec_text
+from conformance.spec import FrozenMap, ShapeFamily, load_spec, load_spec_text
 
 from .conftest import SPEC_DIR
 
@@ -125,3 +128,83 @@ def test_wrong_identity_in_a_copy_is_refuted_with_a_counterexample(seed_text):
     assert verdict.verdict == "refuted"
     assert verdict.worst_index is not None
     assert verdict.identity_value != pytest.approx(verdict.derivative_value)
+
+
+# --------------------------------------------------------------------------- the spec is deeply frozen
+
+def _reachable(obj: Any, path: str = "spec") -> Iterator[tuple[str, Any]]:
+    """Every value reachable from a spec object through dataclass fields, mappings and tuples, with its path."""
+    yield path, obj
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _reachable(getattr(obj, f.name), f"{path}.{f.name}")
+    elif isinstance(obj, FrozenMap):
+        for k, v in obj.items():
+            yield from _reachable(v, f"{path}[{k!r}]")
+    elif isinstance(obj, tuple):
+        for i, v in enumerate(obj):
+            yield from _reachable(v, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("path", spec_files(), ids=lambda p: p.name)
+def test_every_container_of_a_loaded_spec_is_immutable(path):
+    spec = load_spec(path)
+    for layout in spec.layouts.values():  # the derived views too
+        assert isinstance(layout.definitions, FrozenMap) and isinstance(layout.value_shapes, FrozenMap)
+    mutable = [(where, type(v).__name__) for where, v in _reachable(spec)
+               if isinstance(v, (dict, list, set, bytearray)) or (dataclasses.is_dataclass(v)
+                                                                  and not type(v).__dataclass_params__.frozen)]
+    assert not mutable, mutable
+
+
+def test_mutating_a_loaded_spec_raises(seed_spec):
+    row = seed_spec.layouts["row"]
+    ident = row.identities[0]
+    regime = next(iter(seed_spec.regimes.values()))
+    for mapping, key in ((seed_spec.families, "seed"), (seed_spec.families["seed"].sizes, "n"), (seed_spec.layouts, "row"),
+                         (seed_spec.inputs["x"], "role"), (row.shapes, "x"), (row.preconditions, "p"),
+                         (row.value_shapes, "h"), (row.definitions, "h"), (ident.when, "n"),
+                         (seed_spec.tolerance.accumulate, "float16"), (seed_spec.tolerance.elementary_error_u, "exp"),
+                         (regime.generators, "default"), (seed_spec.dimensions, "n")):
+        with pytest.raises(TypeError):
+            mapping[key] = None  # type: ignore[index]
+        with pytest.raises((TypeError, AttributeError)):
+            del mapping[key]  # type: ignore[attr-defined]
+        with pytest.raises(AttributeError):
+            mapping.update({})  # type: ignore[attr-defined]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ident.id = "renamed"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        row.identities.append(ident)  # type: ignore[attr-defined]
+
+
+def test_spec_values_hash_and_equal_specs_compare_equal(seed_spec, seed_text):
+    row = seed_spec.layouts["row"]
+    assert len({i for lay in seed_spec.layouts.values() for i in lay.identities}) == \
+        sum(len(lay.identities) for lay in seed_spec.layouts.values())
+    for value in (*row.identities, *row.forward, *row.preconditions.values(), *seed_spec.families.values(),
+                  *seed_spec.regimes.values(), *seed_spec.negative_identities, seed_spec.tolerance, row):
+        assert hash(value) == hash(dataclasses.replace(value))
+    again = load_spec_text(seed_text, name=seed_spec.path, digest_of=seed_text.encode("utf-8"))
+    assert again == seed_spec and hash(again) == hash(seed_spec)
+    assert pickle.loads(pickle.dumps(seed_spec)) == seed_spec
+    other = load_spec_text(seed_text.replace("sizes: {n: 1, d_in: 5, hidden: 3, d_out: 5}",
+                                             "sizes: {n: 1, d_in: 5, hidden: 3, d_out: 4}", 1), name=seed_spec.path)
+    assert other.families["seed"] != seed_spec.families["seed"] and other != seed_spec
+
+
+def test_spec_objects_built_outside_the_loader_are_frozen_too(seed_spec):
+    """``conformance.check`` builds identities and families of its own, and ``replace`` rebuilds them."""
+    family = ShapeFamily("pinned", {"n": 1, "d_in": 2, "hidden": 3, "d_out": 4})
+    ident = dataclasses.replace(seed_spec.layouts["row"].identities[0], when={"n": 1}, requires=["labels_sum_to_one"])
+    assert isinstance(family.sizes, FrozenMap) and isinstance(ident.when, FrozenMap) and ident.requires == ("labels_sum_to_one",)
+    assert hash(family) == hash(ShapeFamily("pinned", FrozenMap({"n": 1, "d_in": 2, "hidden": 3, "d_out": 4})))
+    assert hash(ident) == hash(dataclasses.replace(ident))
+
+
+def test_frozen_map_keeps_order_and_hashes_like_it_compares():
+    a, b = FrozenMap({"x": 1, "y": 2}), FrozenMap([("y", 2), ("x", 1)])
+    assert list(a) == ["x", "y"] and list(b) == ["y", "x"]
+    assert a == b == {"x": 1, "y": 2} and hash(a) == hash(b)
+    assert a != FrozenMap({"x": 1}) and a != {"x": 1, "y": 3}
+    assert pickle.loads(pickle.dumps(a)) == a and repr(a) == "FrozenMap({'x': 1, 'y': 2})"

@@ -22,7 +22,7 @@ from conformance import expr, formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cache.oracle_cache import OracleCache
 from conformance.judge import bounds
-from conformance.spec import model
+from conformance.spec import loader, model
 
 if TYPE_CHECKING:  # pragma: no cover
     from conformance.oracle.engines.base import Engine
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CachedBounds"]
 
-_SOURCES = (bounds, formats, expr, primitives, model)  # the code an error bound depends on
+_SOURCES = (bounds, formats, expr, primitives, model, loader)  # the code an error bound depends on
 
 
 class CachedBounds:

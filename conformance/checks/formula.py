@@ -38,7 +38,7 @@ from conformance.errors import GradconformError, ShapeError, SpecError
 from conformance.expr import Expr, to_text
 from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, substitute, suggest_fixes,
                      try_shape, vector_length)
-from conformance.spec.model import Identity, Layout, Spec, load_spec
+from conformance.spec import Identity, Layout, Spec, load_spec
 from conformance.cases.generic import generic_inputs
 from conformance.checks.negative import shrink_counterexample
 from conformance.judge.diagnose import CaseDiagnoser

@@ -35,13 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from conformance.errors import ShapeError, SpecError
-from conformance.expr import Expr, to_text
 from conformance.cases.generic import generic_inputs
+from conformance.checks.negative import families_for
+from conformance.errors import ShapeError, SpecError
+from conformance.expr import Expr, free_names, to_text
 from conformance.oracle.ivalues import IntervalEnv, first_difference
-from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, replace_at, substitute, toggle_transpose,
-                     transpose_candidates, try_shape)
-from conformance.spec.model import Identity, Layout, ShapeFamily, Spec, load_spec
+from conformance.spec import Identity, Layout, ShapeFamily, Spec, load_spec
+from conformance.spec.loader import parse_spec_data, raw_layout_pass
+from conformance.spec.parse import parse_expr
+from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, replace_at, substitute,
+                                     suggest_fixes, toggle_transpose, transpose_candidates, try_shape)
 
 __all__ = ["Finding", "Discrimination", "NegativeShapes", "LintReport", "lint", "lint_spec", "spec_files",
            "EVAL_BITS"]
@@ -236,8 +239,6 @@ def _confusions(spec: Spec, layout: Layout, ident: Identity) -> list[tuple[str, 
 
 
 def _names(e: Expr) -> set[str]:
-    from conformance.expr import free_names
-
     return set(free_names(e))
 
 
@@ -325,8 +326,6 @@ class _Evaluator(IntervalEnv):
 # --------------------------------------------------------------------------- negative identities
 
 def _negative_shapes(spec: Spec, index: int, neg: Any) -> NegativeShapes:
-    from conformance.checks.negative import families_for
-
     layout = spec.layouts[neg.layout]
     claimed = layout.identity(neg.claims)
     pinned = {k: substitute(s, claimed.when) for k, s in layout.value_shapes.items()}
@@ -381,27 +380,19 @@ def _raw_shape_pass(path: Path) -> list[Finding]:
     loader's message is the whole story). Expressions that use a name whose
     own definition failed are skipped (their error would only repeat).
     """
-    import yaml
-
-    from conformance.spec.parse import parse_expr
-    from conformance.spec.model import _validate_schema
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        _validate_schema(data, str(path))
-    except Exception:
-        return []
     file = str(path)
+    try:
+        data = parse_spec_data(path.read_text(encoding="utf-8"), file)
+    except (OSError, UnicodeDecodeError, SpecError):
+        return []
     out: list[Finding] = []
 
-    def check(text: str, names: Mapping[str, Shape | None], key: str, expected: Shape | None = None) -> Shape | None:
+    def check(text: str, names: Mapping[str, Shape | None], key: str, expected: Shape | None) -> Shape | None:
         try:
             expr = parse_expr(text, names=names, file=file, key=key)
         except SpecError as exc:
             out.append(_finding_from(exc, "load", file))
             return None
-        from conformance.expr import free_names
-
         if any(names.get(n) is None for n in free_names(expr)):
             return None
         shapes = {k: v for k, v in names.items() if v is not None}
@@ -411,8 +402,6 @@ def _raw_shape_pass(path: Path) -> list[Finding]:
             out.append(_finding_from(exc, "shape", file))
             return None
         if expected is not None and shape != expected:
-            from conformance.spec.shapes import suggest_fixes
-
             fixes = suggest_fixes(expr, shapes, expected=expected)
             fix = f"; did you mean {to_text(fixes[0].by)}?" if fixes else ""
             out.append(Finding(ERROR, "shape", f"{file}: {key}",
@@ -421,16 +410,5 @@ def _raw_shape_pass(path: Path) -> list[Finding]:
         return shape
 
     for lname, ldata in (data.get("layouts") or {}).items():
-        base = f"layouts.{lname}"
-        shapes: dict[str, Shape | None] = {k: (v[0], v[1]) for k, v in ldata["shapes"].items()}
-        inputs = dict(shapes)
-        for i, fdef in enumerate(ldata["forward"]):
-            shapes[fdef["name"]] = check(fdef["expr"], shapes, f"{base}.forward[{i}].expr")
-        for pname, pdata in (ldata.get("preconditions") or {}).items():
-            check(pdata["expr"], inputs, f"{base}.preconditions.{pname}.expr")
-        for i, idata in enumerate(ldata["identities"]):
-            when = dict(idata.get("when") or {})
-            pinned = {k: (substitute(v, when) if v is not None else None) for k, v in shapes.items()}
-            declared = substitute((idata["shape"][0], idata["shape"][1]), when)
-            check(idata["expr"], pinned, f"{base}.identities[{i}].expr", declared)
+        raw_layout_pass(lname, ldata, check)
     return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from conformance.cache.oracle_cache import cached_verify_identity
 from conformance.oracle import evaluate as oracle
@@ -223,7 +223,3 @@ def shrink_counterexample(spec: Spec, layout: str, identity: Any, expr: Any, *, 
                     random=random.Random(cell_seed(seed, family)))
     except NoSuchExample:
         return None
-
-
-def refutations_json(refutations: Mapping[str, Refutation]) -> list[dict[str, Any]]:
-    return [r.to_json() for r in refutations.values()]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from conformance.spec.model import DTYPES, Spec
+from conformance.formats import DTYPES
+from conformance.spec.model import Spec
 from conformance.spec.predicates import identity_applies_to_regime
 
 __all__ = ["Shard", "parse_shard", "group_units", "assign", "unit_of"]

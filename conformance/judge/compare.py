@@ -15,7 +15,6 @@ Two different questions, both answered for every component:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 

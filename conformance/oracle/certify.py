@@ -139,11 +139,3 @@ def half_ulp_inside(hi: np.ndarray) -> np.ndarray:
         mant, _ = np.frexp(h)
         below = np.where((mant == 0.5) & (h > np.finfo(np.float64).tiny), up / 2, up)
     return below
-
-
-def exact_float_sum_bound(*terms: np.ndarray) -> np.ndarray:
-    """An upper bound of the exact sum of nonnegative float64 arrays, despite the roundings of the sum."""
-    total = np.zeros(np.broadcast(*terms).shape)
-    for t in terms:
-        total = total + t
-    return total * (1 + 2.0 ** -50) + math.ldexp(1.0, -1074)

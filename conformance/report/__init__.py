@@ -7,6 +7,7 @@
 Modules, one job each: :mod:`.numbers` (reading and printing figures),
 :mod:`.spec_source` (the verified spec of a results file), :mod:`.notation`,
 :mod:`.mathml` and :mod:`.latex` (formulas), :mod:`.analysis` (aggregates),
+:mod:`.environment` (what was run where), :mod:`.commands` (commands that reproduce a failure),
 :mod:`.plots` (SVG figures), :mod:`.render` (templates), :mod:`.scoreboard`,
 :mod:`.publish` (atomic writes) and :mod:`.build` (putting them together).
 See docs/reports.md.

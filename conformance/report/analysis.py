@@ -19,29 +19,29 @@ Counting rules, the same everywhere in the reports:
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from conformance.results.naming import (FORWARD_TEST, IDENTITY_TEST, QuantityTest, case_rerun_command, node_id,
-                                        parse_node_id, parse_quantity_param, pytest_command, quantity_param,
-                                        quantity_test_function)
+from conformance.formats import DTYPES, get_format
 
+from conformance.results.naming import case_rerun_command
+
+from .commands import display_path, pytest_command
+from .environment import environment_rows
 from .numbers import fmt_value, num, worst
 from .spec_source import SpecSource
 
 __all__ = [
     "STATUSES", "FAILING", "Stats", "stats", "Analysis", "analyse", "FailureGroup", "WorstCase", "Counterexample",
-    "QuantityInfo", "MatrixRow", "RegimeRow", "RegimeBreak", "display_path", "case_inputs_text",
+    "QuantityInfo", "MatrixRow", "RegimeRow", "RegimeBreak", "case_inputs_text",
 ]
 
 #: Every status, in the order reports list them.
 from conformance.statuses import STATUSES  # noqa: E402  (one vocabulary)
 #: Statuses that make a check fail.
 FAILING = ("fail", "error", "crashed", "timed_out")
-DTYPE_ORDER = ("float64", "float32", "float16", "bfloat16")
 
 
 # ---------------------------------------------------------------------------- aggregate of records
@@ -253,18 +253,6 @@ class Analysis:
 
 # ---------------------------------------------------------------------------- helpers
 
-def display_path(path: str | Path) -> str:
-    """How a results file is named in commands: relative to the working directory when it is inside it."""
-    p = Path(path)
-    if not p.is_absolute():
-        return p.as_posix()
-    try:
-        return Path(os.path.relpath(p, Path.cwd())).as_posix() if p.resolve().is_relative_to(Path.cwd().resolve()) \
-            else p.as_posix()
-    except ValueError:
-        return p.as_posix()
-
-
 def _ordered(seen: Iterable[str], preferred: Sequence[str]) -> tuple[str, ...]:
     seen_set = list(dict.fromkeys(seen))
     out = [x for x in preferred if x in seen_set]
@@ -301,36 +289,6 @@ def _shape_text(shape: Sequence[Any]) -> str:
     return " × ".join(str(s) for s in shape)
 
 
-def _pytest_command(doc: Mapping[str, Any], quantity: str, kind: str, layout: str, dtype: str, regime: str) -> str:
-    """The pytest command that reruns exactly one test (by node id: ``-k`` matches substrings, and
-    ``a-row-float64-benign`` is a substring of ``dL/dtheta-row-float64-benign``)."""
-    wanted = QuantityTest(quantity, layout, dtype, regime)
-    nodeid = None
-    for t in doc.get("tests", []):
-        node = parse_node_id(str(t.get("nodeid", "")))
-        if node.function in (FORWARD_TEST, IDENTITY_TEST) and parse_quantity_param(node.param) == wanted:
-            nodeid = str(t["nodeid"])
-            break
-    if nodeid is None:
-        nodeid = node_id(quantity_test_function(kind), quantity_param(quantity, layout, dtype, regime))
-    backend = doc.get("backend", {})
-    name = backend.get("target") if backend.get("source") == "module:attr" else (backend.get("requested") or backend.get("name"))
-    settings = doc.get("settings", {})
-    spec_path = doc.get("spec", {}).get("path")
-    device = backend.get("device")
-    # the seed always explicit: the command stays exact if the default ever changes
-    return pytest_command(nodeid, str(name), seed=settings.get("seed"), examples=settings.get("examples"),
-                          spec=str(spec_path) if spec_path and not _is_shipped_spec(str(spec_path)) else None,
-                          device=str(device) if device and device != "cpu" else None)
-
-
-def _is_shipped_spec(path: str) -> bool:
-    from conformance.spec.model import spec_dir
-
-    name = Path(path).name
-    return (spec_dir() / name).is_file() and Path(path).parent.name in ("spec", "_spec")
-
-
 def _anchor(*parts: str) -> str:
     raw = "-".join(parts)
     safe = "".join(c if c.isalnum() else "-" for c in raw).strip("-")
@@ -345,74 +303,6 @@ def _mag_key(m: Any) -> float:
 
 
 # ---------------------------------------------------------------------------- the analysis
-
-def _environment(doc: Mapping[str, Any], results_name: str, results_sha: str) -> tuple[tuple[str, str], ...]:
-    env = dict(doc.get("environment", {}))
-    backend = doc.get("backend", {})
-    spec = doc.get("spec", {})
-    oracle = doc.get("oracle", {})
-    settings = doc.get("settings", {})
-    rows: list[tuple[str, str]] = []
-    harness = doc.get("harness", {})
-    rows.append(("harness", f"{harness.get('name', 'gradconform')} {harness.get('version', '?')}"))
-    rows.append(("spec", f"{spec.get('name', '?')} — {spec.get('title', '')}".rstrip(" —")))
-    rows.append(("spec sha256", str(spec.get("sha256", "?"))))
-    target = backend.get("target", "")
-    source = backend.get("source", "")
-    rows.append(("backend", f"{backend.get('name', '?')}" + (f" ({target}, {source})" if target else "")))
-    if backend.get("description"):
-        rows.append(("backend computes", str(backend["description"])))
-    versions = backend.get("versions") or {}
-    rows.append(("backend libraries", ", ".join(f"{k} {v}" for k, v in versions.items()) or "—"))
-    rows.append(("device", str(backend.get("device", "—"))))
-    if backend.get("dtypes"):
-        rows.append(("dtypes offered", ", ".join(backend["dtypes"])))
-    if not backend.get("available", True):
-        rows.append(("backend unavailable", str(backend.get("reason", ""))))
-    py = env.pop("python", None)
-    impl = env.pop("implementation", None)
-    if py:
-        rows.append(("Python", f"{py}" + (f" ({impl})" if impl else "")))
-    for key, label in (("platform", "platform"), ("machine", "machine")):
-        if key in env:
-            rows.append((label, str(env.pop(key))))
-    cpu = env.pop("cpu", None)
-    count = env.pop("cpu_count", None)
-    if cpu is not None or count is not None:
-        rows.append(("CPU", f"{cpu or '?'}" + (f" ({count} logical cores)" if count else "")))
-    if "blas" in env:
-        rows.append(("BLAS (numpy)", str(env.pop("blas"))))
-    if "OPENBLAS_CORETYPE" in env:
-        v = env.pop("OPENBLAS_CORETYPE")
-        rows.append(("OPENBLAS_CORETYPE", str(v) if v else "(unset)"))
-    for key in ("numpy", "mpmath", "hypothesis"):
-        if key in env:
-            rows.append((f"{key} (harness)", str(env.pop(key))))
-    for key in sorted(env):
-        rows.append((key, str(env[key])))
-    precisions = [c.get("precision") for c in doc.get("cases", []) if isinstance(c.get("precision"), int) and c.get("precision")]
-    oracle_text = str(oracle.get("engine", "?"))
-    if oracle.get("start_bits"):
-        oracle_text += f"; starts at {oracle['start_bits']} bits, escalates up to {oracle.get('max_bits', '?')} bits"
-    if oracle.get("target_bits"):
-        oracle_text += f" until {oracle['target_bits']} bits are certified"
-    rows.append(("oracle", oracle_text))
-    if precisions:
-        rows.append(("oracle precision used", f"{min(precisions)}–{max(precisions)} bits "
-                                               f"({sum(p > min(precisions) for p in precisions)} of {len(precisions)} "
-                                               f"cases needed more than {min(precisions)})"))
-    rows.append(("seed", str(settings.get("seed", "?"))))
-    rows.append(("cases per cell", "the spec's own" if settings.get("examples") is None else str(settings["examples"])))
-    if "timeout" in settings:
-        rows.append(("timeout per case", f"{settings['timeout']:g} s"))
-    if "isolate" in settings:
-        rows.append(("isolation", "backend in a worker process" if settings["isolate"] else "backend in the test process"))
-    rows.append(("date", str(doc.get("created", "?"))))
-    if doc.get("seconds") is not None:
-        rows.append(("run time", f"{float(doc['seconds']):.0f} s"))
-    rows.append(("results file", f"{results_name} (sha256 {results_sha})"))
-    return tuple(rows)
-
 
 def _quantity_infos(doc: Mapping[str, Any], source: SpecSource, layouts: Sequence[str],
                     seen: Mapping[str, Sequence[tuple[str, str]]]) -> dict[str, tuple[QuantityInfo, ...]]:
@@ -450,8 +340,6 @@ def _quantity_infos(doc: Mapping[str, Any], source: SpecSource, layouts: Sequenc
 
 
 def _tolerance(source: SpecSource, doc: Mapping[str, Any], dtypes: Sequence[str]) -> dict[str, Any]:
-    from conformance.formats import get_format
-
     settings = doc.get("settings", {})
     tol: dict[str, Any] = {"safety_factor": settings.get("safety_factor"), "method": None, "dtypes": [],
                            "elementary": []}
@@ -503,7 +391,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
     spec = source.spec
 
     layouts = _ordered((r["layout"] for r in records), list(settings.get("layouts") or (spec.layouts if spec else [])))
-    dtypes = _ordered((r["dtype"] for r in records), list(settings.get("dtypes") or DTYPE_ORDER))
+    dtypes = _ordered((r["dtype"] for r in records), list(settings.get("dtypes") or DTYPES))
     regimes = _ordered((r["regime"] for r in records), list(settings.get("regimes") or (spec.regimes if spec else [])))
 
     seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -622,7 +510,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
             failing_magnitudes=tuple(bad_mags), magnitudes=tuple(all_mags),
             families=tuple(sorted({str(r.get("family", "")) for r in bad})), worst=worst_case, counterexample=cex,
             rerun=case_rerun_command(results_display, w["case"], q),
-            pytest=_pytest_command(doc, q, str(w.get("kind", "")), lname, d, reg)))
+            pytest=pytest_command(doc, q, str(w.get("kind", "")), lname, d, reg)))
 
     tests = Counter(str(t.get("outcome", "?")) for t in doc.get("tests", []))
     test_order = ("passed", "failed", "not_supported", "skipped", "error")
@@ -638,7 +526,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         spec_title=str(doc.get("spec", {}).get("title", "")), spec_name=str(doc.get("spec", {}).get("name", "")),
         spec_sha256=str(doc.get("spec", {}).get("sha256", "")), created=str(doc.get("created", "")),
         overall=stats(records), tests=test_rows, test_total=sum(tests.values()),
-        environment=_environment(doc, Path(results_path).name, results_sha),
+        environment=environment_rows(doc, Path(results_path).name, results_sha),
         layouts=layouts, dtypes=dtypes, regimes=regimes, quantities=quantities, matrix=matrix,
         by_layout_dtype={(l, d): stats(by_ld.get((l, d), [])) for l in layouts for d in dtypes},
         by_quantity={q: stats(v) for q, v in by_q.items()},

@@ -17,7 +17,8 @@ from markupsafe import Markup
 
 from conformance.results.document import load_results, merge, write_json_atomic
 
-from .analysis import Analysis, analyse, display_path
+from .analysis import Analysis, analyse
+from .commands import display_path
 from .plots import ratio_vs_magnitude, svg_for_html, ulp_bars
 from .publish import figure_name, publish
 from .render import css, render

@@ -37,7 +37,6 @@ GREEK = {
     "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Xi": "Ξ", "Pi": "Π", "Sigma": "Σ", "Phi": "Φ",
     "Psi": "Ψ", "Omega": "Ω",
 }
-ACCENTS = ("hat", "bar", "tilde", "dot")
 
 _NAME = re.compile(r"^(?P<base>[A-Za-z]+?)(?P<accent>hat|bar|tilde|dot)?(?:_?(?P<sub>\d+|_[A-Za-z0-9]+))?$")
 

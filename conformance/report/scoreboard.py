@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .analysis import DTYPE_ORDER, Analysis, Stats, stats
+from conformance.formats import DTYPES
+
+from .analysis import Analysis, Stats, stats
 
 __all__ = ["BackendRow", "Scoreboard", "scoreboard"]
 
@@ -95,7 +97,7 @@ def scoreboard(analyses: Sequence[tuple[Analysis, str]]) -> Scoreboard:
             overall=a.overall, by_ld=dict(a.by_layout_dtype), by_q=dict(a.by_quantity),
             failing_dtypes={q: tuple(sorted(ds, key=lambda d: a.dtypes.index(d))) for q, ds in failing.items()},
             breaks=breaks, verdict=a.verdict, unavailable_reason=a.unavailable_reason))
-    dt = [d for d in DTYPE_ORDER if d in dtypes] + [d for d in dtypes if d not in DTYPE_ORDER]
+    dt = [d for d in DTYPES if d in dtypes] + [d for d in dtypes if d not in DTYPES]
     kind_order = {"value": 0, "gradient": 1, "jacobian": 2}
     quantities.sort(key=lambda qk: kind_order.get(qk[1], 3))  # stable: spec order within a kind
     return Scoreboard(

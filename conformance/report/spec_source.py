@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from conformance.errors import GradconformError
-from conformance.spec.model import Spec, load_spec_text, spec_dir
+from conformance.spec import Spec, load_spec_text, spec_dir
 
 __all__ = ["SpecSource", "resolve_spec"]
 

@@ -17,7 +17,8 @@ from conformance.oracle import evaluate as oracle
 from conformance.oracle.engines.base import Engine
 from conformance.results.document import SCHEMA, environment, now
 from conformance.run.group import Group
-from conformance.spec.model import DTYPES, Spec
+from conformance.formats import DTYPES
+from conformance.spec.model import Spec
 
 __all__ = ["oracle_section", "backend_section", "build_document"]
 

@@ -18,8 +18,6 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,7 +131,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from conformance.cases.generate import Case
     from conformance.results.document import load_results
     from conformance.run.run import Run
-    from conformance.spec.model import load_spec, load_spec_text
+    from conformance.spec import load_spec, load_spec_text
     from conformance.errors import GradconformError
 
     try:
@@ -218,7 +216,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from conformance.errors import GradconformError
     from conformance.run.run import Run
-    from conformance.spec.model import load_spec
+    from conformance.spec import load_spec
 
     try:
         spec = load_spec(args.spec)
@@ -244,7 +242,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_lint(args: argparse.Namespace) -> int:
     from conformance.checks.lint import lint, spec_files
-    from conformance.spec.model import spec_dir
+    from conformance.spec import spec_dir
 
     paths: list[Path] = []
     for given in args.spec or [str(spec_dir())]:

@@ -40,7 +40,8 @@ from conformance.results.naming import (metamorphic_param, negative_param, node_
 from conformance.run.collector import CounterexampleRecord, TestRecord
 from conformance.run.run import Run
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
-from conformance.spec.model import DTYPES, Spec, load_spec
+from conformance.formats import DTYPES
+from conformance.spec import Spec, load_spec
 from conformance.spec.predicates import identity_applies_to_regime
 
 ENV_BACKEND = "GRADCONFORM_BACKEND"

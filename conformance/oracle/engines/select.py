@@ -7,12 +7,10 @@ base class and this module imports the engines, never the other way round.
 from __future__ import annotations
 
 import os
-from typing import Mapping
-
 from conformance.oracle.engines.base import Engine, EngineUnavailable
 from conformance.oracle.engines.mpmath_engine import MpmathEngine
 
-__all__ = ["ENGINES", "DEFAULT_ENGINE", "ENV_ORACLE", "get_engine", "engine_names", "describe_all"]
+__all__ = ["ENGINES", "DEFAULT_ENGINE", "ENV_ORACLE", "get_engine", "engine_names"]
 
 DEFAULT_ENGINE = "mpmath"
 ENV_ORACLE = "GRADCONFORM_ORACLE"
@@ -46,13 +44,3 @@ def get_engine(engine: "str | Engine | None" = None) -> Engine:
         _instances[name] = _load(name)
     return _instances[name]
 
-
-def describe_all() -> Mapping[str, str]:
-    """Each known engine's version, or why it is unavailable."""
-    out: dict[str, str] = {}
-    for name in ENGINES:
-        try:
-            out[name] = get_engine(name).version()
-        except EngineUnavailable as exc:
-            out[name] = f"unavailable: {exc}"
-    return out

@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 from conformance.run.phases import PhaseClock
 from conformance.run.run import Run
-from conformance.spec.model import DTYPES, load_spec
+from conformance.formats import DTYPES
+from conformance.spec import load_spec
 
 __all__ = ["run_breakdown"]
 

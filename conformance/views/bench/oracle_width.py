@@ -11,7 +11,7 @@ import numpy as np
 from conformance.views.bench.common import fmt_s, median_time
 from conformance.cache.oracle_cache import OracleCache, cached_evaluate
 from conformance.oracle import evaluate as oracle
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 
 __all__ = ["width_inputs", "oracle_by_width"]
 

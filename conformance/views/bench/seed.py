@@ -13,7 +13,7 @@ from conformance.judge.bounds import ErrorBounds
 from conformance.judge.compare import compare
 from conformance.oracle import evaluate as oracle
 from conformance.run.run import Run
-from conformance.spec.model import load_spec
+from conformance.spec import load_spec
 from conformance.spec.shapes import concrete
 
 __all__ = ["seed_case", "seed_case_check", "faults_caught_by_us"]
