@@ -89,7 +89,7 @@ def test_shard_assignment_is_deterministic_and_balanced(seed_spec):
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "1-2", ""])
 def test_bad_shard_is_a_usage_error(text):
-    with pytest.raises(ValueError, match="--gc-shard"):
+    with pytest.raises(ValueError, match="--shard"):
         parse_shard(text)
 
 

@@ -617,7 +617,7 @@ def test_rerun_uses_the_embedded_spec_when_the_file_is_elsewhere(doc: dict[str, 
     path = tmp_path / "results.json.gz"
     write_json_atomic(path, d)
     failing = next(r for r in d["records"] if r["status"] == "fail" and r["quantity"] == "L")
-    rc = cli_main(["rerun", str(path), failing["case"], "--quantity", "L", "--gc-no-isolate"])
+    rc = cli_main(["rerun", str(path), failing["case"], "--quantity", "L", "--no-isolate"])
     out = capsys.readouterr()
     assert rc == 1, out.err  # 1: the case still fails (2 would be a usage error: spec or results unreadable)
     assert "fail (nonfinite)" in out.out
