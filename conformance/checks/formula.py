@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -39,6 +39,15 @@ from conformance.expr import Expr, to_text
 from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, substitute, suggest_fixes,
                      try_shape, vector_length)
 from conformance.spec.model import Identity, Layout, Spec, load_spec
+from conformance.cases.generic import generic_inputs
+from conformance.checks.negative import shrink_counterexample
+from conformance.judge.diagnose import CaseDiagnoser
+from conformance.judge.diagnose import _exact_tolerance
+from conformance.oracle import evaluate as oracle
+from conformance.oracle.arith import iv_mid_float
+from conformance.oracle.ivalues import IntervalEnv, precision
+from conformance.spec.model import ShapeFamily
+from conformance.spec.parse import parse_expr
 
 __all__ = ["check", "CheckResult", "CheckError", "add_check_arguments", "main_check"]
 
@@ -176,7 +185,6 @@ def check(expr: str, *, wrt: str, of: str | None = None, layout: str = "row", sp
         if name not in lay.value_shapes:
             raise CheckError(f"{role} {name!r} is neither an input nor a forward value of the {layout} layout; "
                              f"known: {', '.join(lay.value_shapes)}")
-    from conformance.spec.parse import parse_expr
 
     try:
         cand = parse_expr(expr, names=lay.value_shapes, key="candidate")
@@ -270,7 +278,6 @@ def _sample_dim(spec: Spec, lay: Layout) -> str | None:
 
 
 def _pinned_family(spec: Spec, when: Mapping[str, int]) -> Any:
-    from conformance.spec.model import ShapeFamily
 
     first = next(iter(spec.families.values()))
     sizes = dict(first.sizes)
@@ -279,8 +286,6 @@ def _pinned_family(spec: Spec, when: Mapping[str, int]) -> Any:
 
 
 def _verify_on(spec: Spec, lay: Layout, ident: Identity, cand: Expr, fam: Any, seed: int) -> Any:
-    from conformance.oracle import evaluate as oracle
-    from conformance.cases.generic import generic_inputs
 
     inputs = generic_inputs(spec, lay, fam, seed=seed)
     return inputs, oracle.verify_identity(lay, ident, inputs, fam.sizes, expr=cand)
@@ -308,8 +313,6 @@ def _value_check(spec: Spec, lay: Layout, ident: Identity, cand: Expr, families:
 
 def _counterexample(spec: Spec, lay: Layout, ident: Identity, cand: Expr, fam: Any, inputs: Mapping[str, np.ndarray],
                     v: Any, seed: int, shrink: bool) -> Counterexample:
-    from conformance.oracle import evaluate as oracle
-    from conformance.checks.negative import shrink_counterexample
 
     if shrink and fam.name in spec.families:
         regime = next((n for n, r in spec.regimes.items() if not r.violates
@@ -364,11 +367,6 @@ def _not_conformable(spec: Spec, lay: Layout, ident: Identity, cand: Expr, text:
 def _diagnose_value(spec: Spec, lay: Layout, ident: Identity, cand: Expr, families: Sequence[Any],
                     seed: int) -> dict[str, Any] | None:
     """Classify a wrong candidate on one generic draw: the candidate's exact value against the derivative's."""
-    from conformance.judge.diagnose import CaseDiagnoser
-    from conformance.cases.generic import generic_inputs
-    from conformance.oracle.ivalues import IntervalEnv, precision
-    from conformance.oracle.arith import iv_mid_float
-    from conformance.oracle import evaluate as oracle
 
     pinned = {k: substitute(s, ident.when) for k, s in lay.value_shapes.items()}
     for fam in families:
@@ -384,7 +382,6 @@ def _diagnose_value(spec: Spec, lay: Layout, ident: Identity, cand: Expr, famili
             continue
         got = np.broadcast_to(got, exact.shape) if got.shape != exact.shape and got.shape != exact.shape[::-1] \
             and got.size == 1 else got
-        from conformance.judge.diagnose import _exact_tolerance
 
         diag = CaseDiagnoser(spec, lay, inputs, fam.sizes, mode="exact")
         spec_ident = next((i for i in lay.identities if i.quantity == ident.quantity), None)

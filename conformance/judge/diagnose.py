@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from conformance.expr import BinOp, Expr, Neg, to_text
 from conformance.formats import get_format, is_representable, round_hilo
 from conformance.spec.shapes import concrete_shapes, replace_at, substitute, toggle_transpose, transpose_candidates, try_shape
 from conformance.spec.model import Identity, Layout, Spec
+from conformance.judge.bounds import ErrorBounds
+from conformance.oracle import evaluate as oracle
+from conformance.oracle.ivalues import IntervalEnv
 
 __all__ = ["Diagnosis", "CaseDiagnoser", "CLASSES", "refine_group"]
 
@@ -110,7 +113,6 @@ class CaseDiagnoser:
     @property
     def env(self) -> Any:
         if self._env is None:
-            from conformance.oracle.ivalues import IntervalEnv
 
             self._env = IntervalEnv(self.layout, self.inputs)
         return self._env
@@ -118,7 +120,6 @@ class CaseDiagnoser:
     def _formula_tolerance(self, expr: Expr, value: np.ndarray) -> np.ndarray:
         if self.mode == "exact":
             return _exact_tolerance(value)
-        from conformance.judge.bounds import ErrorBounds
 
         bounds = ErrorBounds(self.layout, self.env.nodes(), self.inputs, self.dtype, self.spec.tolerance)
         return self.spec.tolerance.safety_factor * bounds.bound(expr) + get_format(self.dtype).eta
@@ -270,8 +271,6 @@ class CaseDiagnoser:
                                  {"formula": to_text(o.expr)})
 
     def _lower_precision(self, quantity: str, expr: Expr, g: np.ndarray, identity: Identity | None) -> Diagnosis | None:
-        from conformance.oracle import evaluate as oracle
-        from conformance.judge.bounds import ErrorBounds
 
         for narrow in NARROWER.get(self.dtype, ()):
             if narrow not in self.spec.tolerance.accumulate:

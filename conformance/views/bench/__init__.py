@@ -41,6 +41,8 @@ from conformance.views.bench.peers import peers
 from conformance.views.bench.render import render
 from conformance.views.bench.seed import faults_caught_by_us, seed_case_check
 from conformance.views.bench.suite import available_backends, suite_times
+from conformance.oracle.engines.base import EngineUnavailable
+from conformance.oracle.engines.select import get_engine
 
 __all__ = ["add_arguments", "main", "width_inputs", "FaultyBackward"]
 
@@ -75,8 +77,6 @@ def main(args: argparse.Namespace) -> int:
     log(f"gradconform bench on {info.get('cpu')} ({info.get('cpu_count')} cores), load {info['load_average']}")
     widths = [int(w) for w in args.widths.split(",")] if args.widths else \
         ([5, 16, 64] if args.quick else list(WIDTHS))
-    from conformance.oracle.engines.base import EngineUnavailable
-    from conformance.oracle.engines.select import get_engine
 
     engines = []
     for e in (e.strip() for e in args.engines.split(",") if e.strip()):

@@ -7,14 +7,14 @@ import time
 from typing import Any, Callable
 
 from conformance.run.phases import PhaseClock
+from conformance.run.run import Run
+from conformance.spec.model import DTYPES, load_spec
 
 __all__ = ["run_breakdown"]
 
 
 def run_breakdown(engine: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Every group of the default suite in process (isolated numpy backend), cold then warm cache."""
-    from conformance.run.run import Run
-    from conformance.spec.model import DTYPES, load_spec
 
     spec = load_spec(None)
     out: dict[str, Any] = {}

@@ -9,6 +9,7 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from conformance.results.document import environment
 
 __all__ = ["WIDTHS", "REPO", "median_time", "fmt_s", "machine", "machine_slug"]
 
@@ -44,7 +45,6 @@ def fmt_s(x: float | None) -> str:
 
 
 def machine() -> dict[str, Any]:
-    from conformance.results.document import environment
 
     env = environment()
     try:

@@ -9,6 +9,9 @@ from typing import Any, Callable
 import numpy as np
 
 from conformance.views.bench.common import fmt_s, median_time
+from conformance.cache.oracle_cache import OracleCache, cached_evaluate
+from conformance.oracle import evaluate as oracle
+from conformance.spec.model import load_spec
 
 __all__ = ["width_inputs", "oracle_by_width"]
 
@@ -25,9 +28,6 @@ def width_inputs(w: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def oracle_by_width(widths: list[int], engines: list[str], repeat: int, mpmath_max: int,
                     log: Callable[[str], None]) -> list[dict[str, Any]]:
-    from conformance.oracle import evaluate as oracle
-    from conformance.cache.oracle_cache import OracleCache, cached_evaluate
-    from conformance.spec.model import load_spec
 
     spec = load_spec(None)
     lay = spec.layouts["row"]

@@ -8,6 +8,13 @@ import numpy as np
 
 from conformance.views.bench.common import fmt_s, median_time
 from conformance.views.bench.faults import FAULTS
+from conformance.cases.generate import Case, case_id
+from conformance.judge.bounds import ErrorBounds
+from conformance.judge.compare import compare
+from conformance.oracle import evaluate as oracle
+from conformance.run.run import Run
+from conformance.spec.model import load_spec
+from conformance.spec.shapes import concrete
 
 __all__ = ["seed_case", "seed_case_check", "faults_caught_by_us"]
 
@@ -15,8 +22,6 @@ __all__ = ["seed_case", "seed_case_check", "faults_caught_by_us"]
 def seed_case() -> Any:
     """A generic seed-shape case (x 1x5, W1 5x3, W2 3x5), float64: standard normal inputs, a one-hot label.
     (Not the first generated case: hypothesis starts from the simplest inputs, zeros included.)"""
-    from conformance.cases.generate import Case, case_id
-    from conformance.spec.model import load_spec
 
     spec = load_spec(None)
     rng = np.random.default_rng(20161104)
@@ -30,9 +35,6 @@ def seed_case() -> Any:
 def seed_case_check(repeat: int, log: Callable[[str], None], engines: tuple[str, ...] = ("flint", "mpmath")
                     ) -> dict[str, Any]:
     """Our end-to-end check of one seed-shape case, warm, per engine (cache off), and its phases."""
-    from conformance.oracle import evaluate as oracle
-    from conformance.judge.bounds import ErrorBounds
-    from conformance.run.run import Run
 
     spec, case = seed_case()
     lay = spec.layouts["row"]
@@ -62,8 +64,6 @@ def seed_case_check(repeat: int, log: Callable[[str], None], engines: tuple[str,
             reply = run.worker.evaluate(req)
             bnd = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, spec.tolerance)
             items = [(d.name, d.expr, d.shape) for d in lay.forward] + [(i.id, i.expr, i.shape) for i in sized]
-            from conformance.judge.compare import compare
-            from conformance.spec.shapes import concrete
 
             bl = {q: bnd.bound(e) for q, e, _ in items}
             shapes = {q: concrete(sh, case.sizes) for q, _, sh in items}
@@ -82,7 +82,6 @@ def seed_case_check(repeat: int, log: Callable[[str], None], engines: tuple[str,
 
 def faults_caught_by_us(log: Callable[[str], None]) -> dict[str, bool]:
     """Our verdict on dL/dx (and every gradient) of the seed case, for each seeded fault."""
-    from conformance.run.run import Run
 
     spec, case = seed_case()
     found = {}

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from conformance.views.bench.common import REPO
+from conformance.execution.registry import BUILTIN, find
+from conformance.execution.worker import Worker
 
 __all__ = ["available_backends", "suite_times"]
 
 
 def available_backends() -> list[str]:
-    from conformance.execution.registry import BUILTIN, find
-    from conformance.execution.worker import Worker
 
     names = []
     for name in BUILTIN:
