@@ -23,7 +23,7 @@ Conventions:
   exception is recorded as an error with its message.
 
 Backends are found by name (built-in), through the ``gradconform.backends``
-entry-point group, or as ``package.module:attr``. See README "Writing a backend".
+entry-point group, or as ``package.module:attr``. See docs/backends.md, "Writing a backend".
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ answer). A base module, so that the report layer can name statuses without impor
 
 from __future__ import annotations
 
-__all__ = ["PASS", "FAIL", "ERROR", "NOT_SUPPORTED", "CRASHED", "TIMED_OUT", "STATUSES"]
+__all__ = ["PASS", "FAIL", "ERROR", "NOT_SUPPORTED", "CRASHED", "TIMED_OUT", "STATUSES", "TEST_PASSED", "TEST_FAILED",
+           "TEST_NOT_SUPPORTED", "TEST_XFAIL", "TEST_XPASS", "TEST_OUTCOMES"]
 
 PASS = "pass"
 FAIL = "fail"
@@ -18,3 +19,12 @@ TIMED_OUT = "timed_out"
 
 #: every status, in the order reports list them
 STATUSES: tuple[str, ...] = (PASS, FAIL, ERROR, NOT_SUPPORTED, CRASHED, TIMED_OUT)
+
+#: the outcome of a test of the suite (the results file's ``tests``): ``xfail`` is a failure listed in a
+#: known-failures file (``--gc-xfails-file``), never a pass; ``xpass`` a listed test that passed
+TEST_PASSED = "passed"
+TEST_FAILED = "failed"
+TEST_NOT_SUPPORTED = "not_supported"
+TEST_XFAIL = "xfail"
+TEST_XPASS = "xpass"
+TEST_OUTCOMES: tuple[str, ...] = (TEST_PASSED, TEST_FAILED, TEST_NOT_SUPPORTED, TEST_XFAIL, TEST_XPASS)

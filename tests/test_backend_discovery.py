@@ -32,7 +32,7 @@ def _example_ref() -> registry.BackendRef:
 
 
 def _conformance(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(CONFORMANCE, "-p", "no:cacheprovider", "-rA", "--counterexamples", "0",
+    return pytester.runpytest_subprocess(CONFORMANCE, "-p", "no:cacheprovider", "-rA", "--gc-counterexamples", "0",
                                          *args)
 
 
@@ -97,42 +97,45 @@ def test_unknown_names_say_what_is_known():
 def test_the_example_backend_runs_in_the_suite_through_its_entry_point(pytester):
     _example_ref()
     out = pytester.path / "results.json"
-    result = _conformance(pytester, "--backend", "example", "--examples", "1", "-k", "dL/dx-row and benign",
-                          "--results", str(out))
+    result = _conformance(pytester, "--gc-backend", "example", "--gc-examples", "1", "-k", "dL/dx-row and benign",
+                          "--gc-results", str(out))
     # float64 and float32 are computed and pass; float16 and bfloat16 are declined, so skipped as not supported
     result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines(["*backend example (worked example: a hand-written numpy backward pass*",
-                                 "*not supported: backend 'example' does not support float16*"])
+                                 "*not supported on 4 of 4 cases: dtype float16 is not supported*"])
     doc = json.loads(out.read_text())
     assert doc["backend"]["source"] == "entry point (gradconform-example-backend)"
+    # declined work is visible: a not_supported record for every check the declined dtypes would have had
+    declined = [r for r in doc["records"] if r["dtype"] in ("float16", "bfloat16")]
+    assert declined and all(r["status"] == "not_supported" for r in declined)
 
 
 def test_module_attr_runs_in_the_suite(pytester):
     _example_ref()
     out = pytester.path / "results.json"
-    result = _conformance(pytester, "--backend", "gradconform_example_backend:HandWrittenBackprop", "--examples", "1",
-                          "-k", "test_forward and yhat-column and float32", "--results", str(out))
+    result = _conformance(pytester, "--gc-backend", "gradconform_example_backend:HandWrittenBackprop", "--gc-examples", "1",
+                          "-k", "test_forward and yhat-column and float32", "--gc-results", str(out))
     result.assert_outcomes(passed=8)  # one per regime
     doc = json.loads(out.read_text())
     assert (doc["backend"]["source"], doc["backend"]["name"]) == ("module:attr", "example")
 
 
 def test_an_unknown_backend_is_a_usage_error_with_the_known_names(pytester):
-    result = _conformance(pytester, "--backend", "doesnotexist")
+    result = _conformance(pytester, "--gc-backend", "doesnotexist")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*gradconform: unknown backend 'doesnotexist'. Known backends: numpy,*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
-def test_an_unavailable_library_skips_the_backend_with_its_reason(pytester, tmp_path):
+def test_an_asked_for_backend_that_is_unavailable_fails_the_run_with_its_reason(pytester, tmp_path):
+    """A CI gate on a backend must not go green because the backend could not be loaded: an error, not skips."""
     env = _hide(tmp_path, "torch")
     proc = subprocess.run([sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:cacheprovider", "-rs",
-                           "--backend", "torch", "-k", "dL/dx-row and benign"],
+                           "--gc-backend", "torch", "-k", "dL/dx-row and benign"],
                           cwd=pytester.path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr  # skipped, never an error
-    assert "4 skipped" in proc.stdout
-    assert "backend 'torch' is unavailable: torch is not installed (pip install 'gradconform[torch]')" in proc.stdout
-    assert "never counted as passes" in proc.stdout
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest's usage error
+    assert ("backend 'torch' was asked for but cannot be used: torch is not installed (pip install 'gradconform[torch]')"
+            in proc.stderr)
     assert "Traceback" not in proc.stdout + proc.stderr
 
 

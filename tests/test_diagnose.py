@@ -67,8 +67,8 @@ def test_a_correct_backend_gets_no_diagnosis(layout: str, regime: str) -> None:
 
 
 def test_pytest_failure_message_shows_the_diagnosis() -> None:
-    out = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--backend",
-                          "tests.faulty_backends:SignFlipped", "-q", "-p", "no:cacheprovider", "--counterexamples", "0",
+    out = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--gc-backend",
+                          "tests.faulty_backends:SignFlipped", "-q", "-p", "no:cacheprovider", "--gc-counterexamples", "0",
                           "-k", "test_identity and dL/dtheta-column-float64-benign"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 1, out.stdout + out.stderr

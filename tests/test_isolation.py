@@ -160,8 +160,8 @@ def _conformance(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_pytest_session_records_a_crash_and_goes_on(pytester):
-    result = _conformance(pytester, "--backend", _target("SegfaultsOnFloat16"), "--examples", "1",
-                          "--counterexamples", "0", "-k", "dL/dx-row and benign", "--results", "out.json")
+    result = _conformance(pytester, "--gc-backend", _target("SegfaultsOnFloat16"), "--gc-examples", "1",
+                          "--gc-counterexamples", "0", "-k", "dL/dx-row and benign", "--gc-results", "out.json")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
         "*dL/dx [[]row, float16, regime benign[]]: 4 of 4 cases do not conform: 4 crashed*",
@@ -176,7 +176,7 @@ def test_pytest_session_records_a_crash_and_goes_on(pytester):
 
 
 def test_pytest_session_times_out_a_hang_and_goes_on(pytester):
-    result = _conformance(pytester, "--backend", _target("HangsOnBfloat16"), "--examples", "1", "--timeout", "1",
-                          "--counterexamples", "0", "-k", "test_forward and L-row and benign")
+    result = _conformance(pytester, "--gc-backend", _target("HangsOnBfloat16"), "--gc-examples", "1", "--gc-timeout", "1",
+                          "--gc-counterexamples", "0", "-k", "test_forward and L-row and benign")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*L [[]row, bfloat16, regime benign[]]: 4 of 4 cases do not conform: 4 timed_out*"])

@@ -38,7 +38,7 @@ def test_a_test_outside_the_suite_has_no_scope():
 
 def test_commands_quote_their_arguments_and_leave_out_defaults():
     nid = node_id(IDENTITY_TEST, quantity_param("dL/dx", "row", "float32", "benign"))
-    assert pytest_command(nid, "numpy") == f"pytest '{nid}' --backend numpy"
+    assert pytest_command(nid, "numpy") == f"pytest '{nid}' --gc-backend numpy"
     assert pytest_command(nid, "numpy", seed=3, examples=2, spec="my spec.yaml", device="cuda").endswith(
-        "--backend numpy --seed 3 --examples 2 --spec 'my spec.yaml' --device cuda")
+        "--gc-backend numpy --gc-seed 3 --gc-examples 2 --gc-spec 'my spec.yaml' --gc-device cuda")
     assert case_rerun_command("r.json", "c1", "dL/dx") == "gradconform rerun r.json c1 --quantity dL/dx"

@@ -13,7 +13,9 @@ from conformance.cache.store import BlobStore, key_digest
 from conformance.cache.case_cache import CaseCache
 from conformance.cases.generate import generate_cases
 from conformance.oracle.engines.select import get_engine
-from conformance.cache.oracle_cache import OracleCache, resolve_cache_dir, cached_evaluate, cached_verify_identity
+from platformdirs import user_cache_dir
+
+from conformance.cache.oracle_cache import DEFAULT_DIR, OracleCache, resolve_cache_dir, cached_evaluate, cached_verify_identity
 
 
 def _case(spec, regime="benign", dtype="float32"):
@@ -182,8 +184,8 @@ def test_case_cache_round_trip_and_check(seed_spec, tmp_path):
 
 def test_cache_location_and_off(monkeypatch, tmp_path):
     monkeypatch.delenv("GRADCONFORM_CACHE", raising=False)
-    assert resolve_cache_dir(None) == Path(".gradconform-cache")
-    assert resolve_cache_dir("on") == Path(".gradconform-cache")
+    assert resolve_cache_dir(None) == DEFAULT_DIR == Path(user_cache_dir("gradconform"))  # never the working directory
+    assert resolve_cache_dir("on") == DEFAULT_DIR
     assert resolve_cache_dir("off") is None
     assert resolve_cache_dir(str(tmp_path)) == tmp_path
     monkeypatch.setenv("GRADCONFORM_CACHE", str(tmp_path / "env"))

@@ -24,8 +24,8 @@ SELECT = ["-k", "float64 and (benign or large_logits or tiny_inputs) or test_spe
 
 def _pytest(tmp_path: Path, name: str, *extra: str) -> dict:
     out = tmp_path / f"{name}.json"
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "conformance"), "--backend", "numpy", "--examples", "1",
-           "--oracle", ENGINE, "--oracle-cache", "off", "--results", str(out), "-q", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "conformance"), "--gc-backend", "numpy", "--gc-examples", "1",
+           "--gc-oracle", ENGINE, "--gc-oracle-cache", "off", "--gc-results", str(out), "-q", "-p", "no:cacheprovider",
            f"--rootdir={REPO}", *SELECT, *extra]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -59,7 +59,7 @@ def test_xdist_two_workers_equal_one_and_groups_stay_whole(serial, tmp_path):
 
 
 def test_shards_partition_the_suite_and_merge_back(serial, tmp_path):
-    docs = [_pytest(tmp_path, f"shard{i}", "--shard", f"{i}/3") for i in (1, 2, 3)]
+    docs = [_pytest(tmp_path, f"shard{i}", "--gc-shard", f"{i}/3") for i in (1, 2, 3)]
     groups = [{(g["layout"], g["dtype"], g["regime"]) for g in d["groups"]} for d in docs]
     assert sum(map(len, groups)) == len(set().union(*groups))  # disjoint
     tests = [{t["nodeid"] for t in d["tests"]} for d in docs]

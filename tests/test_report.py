@@ -1,7 +1,7 @@
 """Tests of the report layer (conformance/report): numbers, determinism, atomicity, formulas, a real browser.
 
-The material is a real run: a few tests of ``pytest conformance --backend
-numpy-composed --report DIR`` (the composed loss genuinely fails at large
+The material is a real run: a few tests of ``pytest conformance --gc-backend
+numpy-composed --gc-report DIR`` (the composed loss genuinely fails at large
 logits), so the report is built by the same path users take. Figures on the
 pages are checked against counts and maxima this file computes itself from
 the records, not through the report's own aggregation code.
@@ -50,10 +50,10 @@ NODES = [
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real run with ``--report``: results.json and the report under DIR/numpy-composed/."""
+    """A real run with ``--gc-report``: results.json and the report under DIR/numpy-composed/."""
     out = tmp_path_factory.mktemp("reports")
-    cmd = [sys.executable, "-m", "pytest", "--backend", "numpy-composed", "--report", str(out), "-p", "no:cacheprovider",
-           "-q", "--examples", "1", "--counterexamples", "1", *NODES]
+    cmd = [sys.executable, "-m", "pytest", "--gc-backend", "numpy-composed", "--gc-report", str(out), "-p", "no:cacheprovider",
+           "-q", "--gc-examples", "1", "--gc-counterexamples", "1", *NODES]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, f"expected one failing test (the composed loss at large logits):\n{proc.stdout}\n{proc.stderr}"
     assert (out / "numpy-composed" / "results.json").is_file(), proc.stdout

@@ -23,6 +23,7 @@ cached. Location: ``--oracle-cache DIR``, else ``$GRADCONFORM_CACHE``, else
 disables it.
 """
 
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 import mpmath
+from platformdirs import user_cache_dir
 
 from conformance import expr as expr_module
 from conformance import formats, primitives
@@ -56,7 +58,7 @@ __all__ = ["OracleCache", "ENV_CACHE", "DEFAULT_DIR", "resolve_cache_dir", "node
            "cached_verify_identity"]
 
 ENV_CACHE = "GRADCONFORM_CACHE"
-DEFAULT_DIR = ".gradconform-cache"
+DEFAULT_DIR = Path(user_cache_dir("gradconform"))  # the user's cache directory: never the package's folder
 
 
 def resolve_cache_dir(option: str | None) -> Path | None:
@@ -65,7 +67,7 @@ def resolve_cache_dir(option: str | None) -> Path | None:
         return None
     if option is not None and option.lower() not in ("on", "yes", "true", "1", ""):
         return Path(option)
-    return Path(os.environ.get(ENV_CACHE) or DEFAULT_DIR)
+    return Path(os.environ[ENV_CACHE]) if os.environ.get(ENV_CACHE) else DEFAULT_DIR
 
 
 def _oracle_modules() -> tuple[ModuleType, ...]:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from conformance.backend import Backend
 from conformance.errors import BackendNotFound
 
-__all__ = ["BackendRef", "BUILTIN", "ENTRY_POINT_GROUP", "find", "discover", "load", "BackendLoadError"]
+__all__ = ["BackendRef", "BUILTIN", "object_ref", "ENTRY_POINT_GROUP", "find", "discover", "load", "BackendLoadError"]
 
 ENTRY_POINT_GROUP = "gradconform.backends"
 
@@ -44,7 +46,9 @@ class BackendLoadError(Exception):
 class BackendRef:
     name: str
     target: str  # "package.module:attr"
-    source: str  # "built-in", "entry point (<distribution>)" or "module:attr"
+    source: str  # "built-in", "entry point (<distribution>)", "module:attr" or "object"
+    #: source "object": the backend class or instance itself (the Python API; loaded in process only)
+    obj: Any = field(default=None, compare=False, repr=False)
 
 
 def discover() -> list[BackendRef]:
@@ -67,6 +71,7 @@ def find(name: str) -> BackendRef:
             return ref
     if _TARGET.match(name):
         top = name.partition(":")[0].split(".")[0]
+        _search_working_directory(top)
         if importlib.util.find_spec(top) is None:  # locates, imports nothing
             raise BackendNotFound(f"backend {name!r}: no module {top!r} can be found (sys.path: the current "
                                   "directory, installed packages); check the spelling, or install the package")
@@ -75,12 +80,33 @@ def find(name: str) -> BackendRef:
     raise BackendNotFound(
         f"unknown backend {name!r}. Known backends: {known}. A backend of your own can be given as "
         f"'package.module:attr', or registered in the {ENTRY_POINT_GROUP!r} entry-point group "
-        "(see README, 'Writing a backend'); `gradconform backends` lists what is found."
+        "(see docs/backends.md, 'Writing a backend'); `gradconform backends` lists what is found."
     )
+
+
+def _search_working_directory(top: str) -> None:
+    """Put the working directory on sys.path when it holds ``top`` and sys.path does not (plain ``pytest``, the
+    ``gradconform`` script): the worker processes inherit sys.path, so they find the module too."""
+    cwd = os.getcwd()
+    if importlib.util.find_spec(top) is None and importlib.machinery.PathFinder.find_spec(top, [cwd]) is not None:
+        sys.path.insert(0, cwd)
+
+
+def object_ref(backend: Any) -> BackendRef:
+    """A backend given as a class or an instance (the Python API): by its import target when the class can be
+    imported by name (then it can run in a worker process), else the object itself (in process only)."""
+    cls = backend if inspect.isclass(backend) else type(backend)
+    name = str(getattr(backend, "name", None) or cls.__name__)
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    if inspect.isclass(backend) and cls.__module__ != "__main__" and "<locals>" not in cls.__qualname__:
+        return BackendRef(name, target, "module:attr")
+    return BackendRef(name, target, "object", obj=backend)
 
 
 def load(ref: BackendRef) -> Any:
     """Import and instantiate the backend (call this in the worker process)."""
+    if ref.obj is not None:
+        return _check_backend(ref, ref.obj() if inspect.isclass(ref.obj) else ref.obj)
     module_name, _, attr = ref.target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -103,6 +129,11 @@ def load(ref: BackendRef) -> Any:
         obj = obj()
     elif callable(obj) and not hasattr(obj, "evaluate"):
         obj = obj()
+    return _check_backend(ref, obj)
+
+
+def _check_backend(ref: BackendRef, obj: Any) -> Any:
+    """``obj`` if it is a backend, else a BackendLoadError saying what it lacks."""
     if not callable(getattr(obj, "evaluate", None)):
         raise BackendLoadError(f"{ref.target} is not a backend: it has no evaluate(request) method "
                                "(subclass conformance.backend.Backend)")

@@ -513,7 +513,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
             pytest=pytest_command(doc, q, str(w.get("kind", "")), lname, d, reg)))
 
     tests = Counter(str(t.get("outcome", "?")) for t in doc.get("tests", []))
-    test_order = ("passed", "failed", "not_supported", "skipped", "error")
+    test_order = ("passed", "failed", "xfail", "xpass", "not_supported", "skipped", "error")
     test_rows = tuple((k, tests[k]) for k in list(test_order) + sorted(set(tests) - set(test_order)) if tests.get(k))
 
     regime_desc = {}

@@ -11,6 +11,7 @@ regime names may not (the last three fields are split off from the right).
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -113,18 +114,25 @@ def pytest_command(nodeid: str, backend: str, *, seed: int | None = None, exampl
     """The shell command that reruns exactly one test: by node id, since ``-k`` matches substrings
     (``L-row-float64-benign`` is a substring of ``dL/dtheta.general-row-float64-benign``). Options left
     None are left out (their defaults apply)."""
-    args = ["pytest", nodeid, "--backend", backend]
+    args = ["pytest", nodeid, "--gc-backend", backend]
     if seed is not None:
-        args += ["--seed", str(seed)]
+        args += ["--gc-seed", str(seed)]
     if examples is not None:
-        args += ["--examples", str(examples)]
+        args += ["--gc-examples", str(examples)]
     if spec is not None:
-        args += ["--spec", spec]
+        args += ["--gc-spec", spec]
     if device is not None:
-        args += ["--device", device]
+        args += ["--gc-device", device]
     return " ".join(shlex.quote(a) for a in args)
 
 
 def case_rerun_command(results: str, case: str, quantity: str) -> str:
     """The shell command that recomputes one case of a results file for one quantity (``gradconform rerun``)."""
     return " ".join(shlex.quote(a) for a in ["gradconform", "rerun", results, case, "--quantity", quantity])
+
+
+def report_dir_name(backend: str) -> str:
+    """The folder of a backend's report (``reports/<name>/``): its name with nothing that could leave the reports
+    directory (path separators, ``..``, a leading dot) or trouble a shell."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.+-]+", "_", backend).strip(".") or "backend"
+    return cleaned.replace("..", "_")

@@ -37,7 +37,9 @@ def oracle_section(engine: Engine, oracle_cache: OracleCache | None, case_cache:
 
 def backend_section(ref: BackendRef, info: BackendInfo, device: str) -> dict[str, Any]:
     """The results file's ``backend``: what was asked for, what answered, its versions and dtypes."""
-    return {"name": info.name if info.available else ref.name, "requested": ref.name, "target": ref.target,
+    # "requested": what reruns it (`gradconform rerun`, `--gc-backend`): the target of a module:attr backend
+    requested = ref.target if ref.source in ("module:attr", "object") else ref.name
+    return {"name": info.name if info.available else ref.name, "requested": requested, "target": ref.target,
             "source": ref.source, "description": info.description, "available": info.available,
             "reason": info.reason, "versions": dict(info.versions), "dtypes": list(info.dtypes), "device": device}
 

@@ -44,10 +44,11 @@ __all__ = ["Run", "RunCache", "Group"]
 
 
 class Run:
-    """A run of the suite for one backend. Use as a context manager (it owns a worker process).
+    """A run of the suite for one backend (a name, a ``module:attr`` target or a resolved reference). Use as a
+    context manager (it owns a worker process).
     ``timer``: receives the run's phases (conformance.run.phases), for the benchmark."""
 
-    def __init__(self, spec: Spec, backend: str, *, seed: int = DEFAULT_SEED, examples: int | None = None,
+    def __init__(self, spec: Spec, backend: str | registry.BackendRef, *, seed: int = DEFAULT_SEED, examples: int | None = None,
                  timeout: float = 60.0, isolate: bool = True, device: str = "cpu", oracle: str | None = None,
                  cache_dir: str | Path | None = None, cache: RunCache | None = None,
                  timer: PhaseTimer = NO_TIMING) -> None:
@@ -59,7 +60,8 @@ class Run:
         self.worker_name = "main"  # which process computed the groups (an xdist worker id, for instance)
         # in-memory work (cases, oracle evaluations), shared with other runs of the same spec and seed when given
         self.cache = cache if cache is not None else RunCache()
-        self.ref = registry.find(backend)  # BackendNotFound for an unknown name: a usage error
+        # BackendNotFound for an unknown name: a usage error
+        self.ref = backend if isinstance(backend, registry.BackendRef) else registry.find(backend)
         self.seed = seed
         self.examples = examples
         self.timeout = timeout

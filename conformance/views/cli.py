@@ -2,6 +2,7 @@
 
     gradconform run [--backend NAME ...] [--out reports]   conformance runs + reports for the installed backends
     gradconform backends                                   what backends are found, and why any is unavailable
+    gradconform baseline RESULTS.json > xfails.txt         the tests that failed, as a known-failures file
     gradconform rerun RESULTS.json CASE [--quantity Q]     recompute one case exactly, from a results file
     gradconform report [--out reports] [RESULTS ...]       (re)build the reports and the scoreboard from results files
     gradconform verify [--spec FILE]                       check the spec's identities against the oracle's derivatives
@@ -24,6 +25,20 @@ from pathlib import Path
 from typing import Sequence
 
 from conformance._version import __version__
+from conformance.backend import DTYPES
+from conformance.cases.generate import Case
+from conformance.checks.formula import add_check_arguments, main_check
+from conformance.checks.lint import lint, spec_files
+from conformance.errors import BackendNotFound, GradconformError
+from conformance.execution.registry import BUILTIN, BackendRef, discover, find
+from conformance.execution.worker import Worker
+from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.results.naming import report_dir_name
+from conformance.run.run import Run
+from conformance.spec import load_spec, load_spec_text, spec_dir
+from conformance.views.api import TestResult, run_suite
+from conformance.views.suite import SUITE_FILE
+from conformance.views.xfails import baseline
 
 __all__ = ["main"]
 
@@ -39,8 +54,6 @@ def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------- backends
 
 def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
-    from conformance.execution.registry import find
-    from conformance.execution.worker import Worker
 
     w = Worker(find(name), startup_timeout=timeout)
     try:
@@ -50,8 +63,6 @@ def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from conformance.backend import DTYPES
-    from conformance.execution.registry import discover
 
     found = [(ref, _probe(ref.name)) for ref in discover()]
     rows = []
@@ -71,68 +82,100 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- run
 
-def _conformance_dir() -> Path:
-    return Path(__file__).resolve().parent.parent
+def _suite_with_pytest(ref: BackendRef, results: Path, args: argparse.Namespace) -> None:
+    """The suite under pytest in a child process (for ``-n`` workers or ``--shard``): absolute paths only, in the
+    user's directory (so that a ``module:attr`` backend there is found)."""
+    cmd = [sys.executable, "-m", "pytest", str(SUITE_FILE.parent), "-p", "conformance.views.pytest_plugin",
+           "--gc-backend", ref.target if ref.source == "module:attr" else ref.name, "--gc-results", str(results),
+           "-q", "-p", "no:cacheprovider", "--no-header", "--tb=no", "-rN", f"--rootdir={SUITE_FILE.parent}"]
+    for opt, value in (("spec", _absolute(args.spec)), ("examples", args.examples), ("oracle", args.oracle),
+                       ("oracle-cache", args.oracle_cache), ("shard", args.shard)):
+        if value is not None:
+            cmd += [f"--gc-{opt}", str(value)]
+    if args.select:
+        cmd += ["-k", " or ".join(args.select)]
+    if args.workers:
+        cmd += ["-n", str(args.workers)]
+    subprocess.run(cmd)
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+def _suite_in_process(ref: BackendRef, results: Path, args: argparse.Namespace) -> None:
+    """The suite through the Python API (conformance.views.api), printing a line a test that did not pass."""
+    def progress(test: TestResult) -> None:
+        if test.status not in ("passed",):
+            print(f"   {test.status:13s} {test.id}", flush=True)
+
+    result = run_suite(ref.target if ref.source == "module:attr" else ref.name, spec=_absolute(args.spec),
+                       select=args.select, xfails=_absolute(args.xfails_file), examples=args.examples,
+                       oracle=args.oracle, cache=args.oracle_cache, progress=progress)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    result.write(results)
+    print(f"   {', '.join(f'{n} {s}' for s, n in sorted(result.counts().items()))}", flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.execution.registry import BUILTIN, find
-    from conformance.errors import BackendNotFound
-
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the user's directory, never the package's
     names = args.backend or list(BUILTIN)
     try:
         refs = [find(n) for n in names]
     except BackendNotFound as exc:
         print(f"gradconform: {exc}", file=sys.stderr)
         return 2
+    if args.xfails_file and (args.workers or args.shard):
+        print("gradconform: --xfails-file is not combined with -n or --shard here; use "
+              "`pytest --pyargs conformance --gc-xfails-file FILE -n N`", file=sys.stderr)
+        return 2
     ran: list[str] = []
     for ref in refs:
-        info = _probe(ref.name)
+        info = _probe(ref.name if ref.source != "module:attr" else ref.target)
         if not info.available:
+            if args.backend:  # asked for: an error, not a skip
+                print(f"gradconform: backend {ref.name!r} cannot be used: {info.reason}", file=sys.stderr)
+                return 2
             print(f"== {ref.name}: not available ({info.reason}); skipped")
             continue
         print(f"== {ref.name}: running the conformance suite", flush=True)
-        results = out / ref.name / "results.json.gz"  # compressed: small enough to publish beside the report
-        cmd = [sys.executable, "-m", "pytest", str(_conformance_dir()), "--backend", ref.name if ref.source != "module:attr"
-               else ref.target, "--results", str(results), "-q", "-p", "no:cacheprovider", "--no-header",
-               "--tb=no", "-rN", f"--rootdir={_conformance_dir().parent}"]
-        if args.spec:
-            cmd += ["--spec", args.spec]
-        if args.examples is not None:
-            cmd += ["--examples", str(args.examples)]
-        if args.workers:
-            cmd += ["-n", str(args.workers)]
-        for opt in ("oracle", "oracle_cache", "shard"):
-            if getattr(args, opt, None):
-                cmd += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
-        proc = subprocess.run(cmd, cwd=_conformance_dir().parent)
+        # compressed: small enough to publish beside the report
+        results = out / report_dir_name(info.name or ref.name) / "results.json.gz"
+        try:
+            (_suite_with_pytest if args.workers or args.shard else _suite_in_process)(ref, results, args)
+        except GradconformError as exc:
+            print(f"gradconform: {exc}", file=sys.stderr)
+            return 2
         if not results.exists():
-            print(f"gradconform: the run for {ref.name} produced no results (pytest exit status {proc.returncode})",
-                  file=sys.stderr)
+            print(f"gradconform: the run for {ref.name} produced no results", file=sys.stderr)
             return 1
         ran.append(ref.name)
     if not ran:
         print("gradconform: no backend could run", file=sys.stderr)
         return 1
-    try:
-        from conformance.report import build_all
-    except ImportError:
-        print(f"results written under {out}/ (the report generator is not installed)")
-        return 0
+    print(f"building the reports under {out}/", flush=True)
+    from conformance.report import build_all  # lazy: jinja2 and matplotlib, for reports only
+
     build_all(out)
     print(f"reports written: {out}/index.html, {out}/README.md and {out}/<backend>/")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Print a known-failures file (``--gc-xfails-file``) listing the tests that failed in a results file."""
+    try:
+        doc = load_results(args.results)
+    except (OSError, ValueError) as exc:
+        print(f"gradconform: cannot read results file: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(baseline(doc)))
     return 0
 
 
 # ---------------------------------------------------------------------------- rerun
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from conformance.cases.generate import Case
-    from conformance.results.document import load_results
-    from conformance.run.run import Run
-    from conformance.spec import load_spec, load_spec_text
-    from conformance.errors import GradconformError
 
     try:
         doc = load_results(args.results)
@@ -185,7 +228,7 @@ def _num(x: object, fmt: str = "{:.3g}") -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from jsonschema import ValidationError
 
-    from conformance.report import build_reports, find_results
+    from conformance.report import build_reports, find_results  # lazy: jinja2 and matplotlib, for reports only
 
     out = Path(args.out)
     missing = [p for p in args.results if not Path(p).is_file()]
@@ -214,9 +257,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- verify
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from conformance.errors import GradconformError
-    from conformance.run.run import Run
-    from conformance.spec import load_spec
 
     try:
         spec = load_spec(args.spec)
@@ -241,8 +281,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- lint, check
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    from conformance.checks.lint import lint, spec_files
-    from conformance.spec import spec_dir
 
     paths: list[Path] = []
     for given in args.spec or [str(spec_dir())]:
@@ -263,7 +301,6 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from conformance.checks.formula import main_check
 
     return main_check(args)
 
@@ -271,7 +308,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- merge
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from conformance.results.document import load_results, merge, write_json_atomic
 
     docs = []
     for path in args.inputs:
@@ -310,7 +346,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- bench
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from conformance.views.bench import main as bench_main
+    from conformance.views.bench import main as bench_main  # lazy: the benchmark's peers import torch/jax
 
     return bench_main(args)
 
@@ -331,7 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--oracle", default=None, choices=["mpmath", "flint"], help="oracle engine")
     r.add_argument("--oracle-cache", default=None, metavar="on|off|DIR", help="cache of oracle results")
     r.add_argument("--shard", default=None, metavar="i/N", help="run the i-th of N parts (merge with `merge`)")
+    r.add_argument("-k", "--select", action="append", default=None, metavar="TEXT",
+                   help="only the tests whose id contains TEXT (repeatable: any one)")
+    r.add_argument("--xfails-file", default=None, metavar="FILE", help="known failures (see `gradconform baseline`)")
     r.set_defaults(func=cmd_run)
+
+    bl = sub.add_parser("baseline", help="print a known-failures file (--gc-xfails-file) from a results file")
+    bl.add_argument("results", help="a results.json[.gz] written by a run")
+    bl.set_defaults(func=cmd_baseline)
 
     b = sub.add_parser("backends", help="list the backends found, with versions or why they are unavailable")
     b.add_argument("-v", "--verbose", action="store_true", help="also say what each backend computes, and how")
@@ -362,7 +405,6 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("-v", "--verbose", action="store_true", help="show how each confusion is told apart")
     li.set_defaults(func=cmd_lint)
 
-    from conformance.checks.formula import add_check_arguments
 
     ch = sub.add_parser("check", help="check a hand-derived gradient or Jacobian: shapes, value, diagnosis")
     add_check_arguments(ch)
@@ -374,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--allow-partial", action="store_true", help="merge even if some shards are missing")
     m.set_defaults(func=cmd_merge)
 
-    from conformance.views.bench import add_arguments
+    from conformance.views.bench import add_arguments  # lazy: the benchmark's peers import torch/jax
 
     bn = sub.add_parser("bench", help="measure oracle engines by width, harness overhead, suite times, peers")
     add_arguments(bn)

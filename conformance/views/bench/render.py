@@ -96,7 +96,7 @@ def render(doc: Mapping[str, Any]) -> str:
                              f"({over / b['total_s']:.0%}), {fmt_s(over / b['cases'])} per case.")
         lines.append("")
     if doc.get("suite"):
-        lines += ["## The default suite (`pytest conformance --backend B`), per backend", "",
+        lines += ["## The default suite (`pytest conformance --gc-backend B`), per backend", "",
                   "| backend | oracle | workers | cache | wall | cpu (all processes) | load before | result |",
                   "|---|---|---:|---|---:|---:|---:|---|"]
         for r in doc["suite"]:

@@ -42,8 +42,8 @@ def suite_times(backends: list[str], engines: list[str], workers: list[int],
                 try:
                     for label in ("cold", "warm"):
                         res = Path(cache) / f"results-{label}.json"
-                        cmd = [sys.executable, "-m", "pytest", str(REPO / "conformance"), "--backend", backend,
-                               "--oracle", engine, "--oracle-cache", cache, "--results", str(res), "-q",
+                        cmd = [sys.executable, "-m", "pytest", str(REPO / "conformance"), "--gc-backend", backend,
+                               "--gc-oracle", engine, "--gc-oracle-cache", cache, "--gc-results", str(res), "-q",
                                "-p", "no:cacheprovider", "--tb=no", "-rN", "--no-header", f"--rootdir={REPO}"]
                         if n > 1:
                             cmd += ["-n", str(n)]
