@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from markupsafe import Markup
 
+from conformance.atomic import write_bytes_atomic
 from conformance.results.document import load_results, merge, write_json_atomic
 
 from .analysis import Analysis, analyse, display_path
@@ -174,7 +175,11 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
             loaded[items[0][0].resolve()] = items[0][1]
             continue  # already in place
         merged = merge([doc for _, doc in items]) if len(items) > 1 else items[0][1]
-        write_json_atomic(target_dir / "results.json.gz", merged)
+        raw = items[0][0].read_bytes() if len(items) == 1 else b""
+        if raw[:2] == b"\x1f\x8b":  # one compressed file: its bytes, not a second compression of the same document
+            write_bytes_atomic(target_dir / "results.json.gz", raw)
+        else:
+            write_json_atomic(target_dir / "results.json.gz", merged)
         loaded[(target_dir / "results.json.gz").resolve()] = merged
     return build_all(root, loaded)
 

@@ -94,6 +94,9 @@ def _sentence(regime: str, description: str, symptom: str, quantities: Sequence[
               thresholds: Sequence[tuple[str, float | None]], cause: str) -> str:
     qs = _join([f"{q}" for q in quantities]) if len(quantities) <= 6 else f"{len(quantities)} quantities ({', '.join(quantities[:4])}, …)"
     what = _SYMPTOMS.get(symptom, "fail in several ways")
+    if len(quantities) == 1:  # the verb agrees with one quantity
+        first, _, rest = what.partition(" ")
+        what = {"are": "is", "have": "has", "time": "times", "crash": "crashes"}.get(first, first + "s") + " " + rest
     by_mag: dict[float | None, list[str]] = defaultdict(list)
     for d, m in thresholds:
         by_mag[m].append(d)

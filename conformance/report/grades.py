@@ -54,6 +54,7 @@ class GradeCell:
     p99_bin: int | None  # histogram bucket holding the 99th percentile component
     median_bin: int | None
     correctly_rounded: int  # components in bucket 0
+    hist: tuple[int, ...] = ()  # the summed histogram the bins are read from
 
     @property
     def share_correct(self) -> float | None:
@@ -66,7 +67,7 @@ class Grade:
 
     components: int
     correctly_rounded: int
-    p99_bin: int | None
+    p99_bin: int | None  # over all graded components
     max_ulp: float | None
 
 
@@ -148,16 +149,19 @@ def grade_cells(records: Iterable[Mapping[str, Any]], quantity_rank: Any, dtypes
     for key in sorted(counts, key=lambda k: (quantity_rank(k[0]), d_idx.get(k[1], 99), r_idx.get(k[2], 99), k)):
         h = hists.get(key, [])
         out.append(GradeCell(key[0], key[1], key[2], counts[key][0], counts[key][1], sum(h), _worst(maxes[key]),
-                             _quantile_bin(h, 0.99), _quantile_bin(h, 0.5), h[0] if h else 0))
+                             _quantile_bin(h, 0.99), _quantile_bin(h, 0.5), h[0] if h else 0, tuple(h)))
     return tuple(out)
 
 
 def overall_grade(cells: Sequence[GradeCell]) -> Grade:
-    """The grade over every cell: components, correctly rounded, the worst cell's p99 bin and the worst max."""
+    """The grade over every graded component of every cell: components, correctly rounded, the p99 bin of all
+    of them (not the worst cell's: the table shows those) and the worst max."""
+    total: list[int] = []
+    for c in cells:
+        total = [a + b for a, b in zip(total, c.hist)] if total else list(c.hist)
     comps = sum(c.components for c in cells)
     good = sum(c.correctly_rounded for c in cells)
-    p99 = max((c.p99_bin for c in cells if c.p99_bin is not None), default=None)
-    return Grade(comps, good, p99, _worst(c.max_ulp for c in cells))
+    return Grade(comps, good, _quantile_bin(total, 0.99), _worst(c.max_ulp for c in cells))
 
 
 def tail_findings(mine: Sequence[GradeCell], others: Mapping[str, Sequence[GradeCell]]) -> tuple[TailFinding, ...]:
