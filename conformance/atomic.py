@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_bytes_atomic"]
+__all__ = ["write_bytes_atomic", "create_exclusive"]
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, mode: int = 0o644) -> Path:
@@ -32,3 +32,26 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, mode: int = 0o644) -> P
             pass
         raise
     return p
+
+
+def create_exclusive(path: str | Path, data: bytes, *, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; True when this call created it.
+
+    The file is written in full under a temporary name and then hard-linked into place, which fails
+    when the name is taken: two processes creating the same file at once never see half of it, and
+    neither replaces the other's (a secret key must not change under a process that already uses it).
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name[:40]}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+        try:
+            os.link(tmp, p)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)

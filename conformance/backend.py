@@ -60,11 +60,17 @@ __all__ = [
     "Quantity",
     "Request",
     "NotSupported",
+    "CONTRACT_VERSION",
     "DTYPES",
     "numpy_dtype",
     "Expr", "Name", "Const", "Neg", "BinOp", "Pow", "Transpose", "Call", "FUNCTIONS", "AXIS_FUNCTIONS",
     "Ops", "UnsupportedPrimitive", "interpret", "inline", "fuse_log_softmax", "map_tree", "to_text",
 ]
+
+#: The version of this contract, (major, minor). A minor step adds to the contract (a new quantity kind, a new
+#: optional attribute) and keeps every backend written for an earlier minor working; a major step would not.
+#: ``conformance.backend`` and ``conformance.expr`` stay importable at these paths across minor versions.
+CONTRACT_VERSION: tuple[int, int] = (1, 0)
 
 #: The dtypes a request can name.
 DTYPES = ("float64", "float32", "float16", "bfloat16")

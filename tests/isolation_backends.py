@@ -156,3 +156,146 @@ def crash_on_load() -> Backend:
     """A factory that segfaults while the backend is being loaded (the registry calls it in the worker)."""
     ctypes.string_at(0)
     raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------- hostile results (tests/test_hostile.py)
+
+MARKER_ENV = "GRADCONFORM_TEST_MARKER"  # a path the hostile backends below write to (a file, or a pid)
+
+
+class _RunsOnUnpickle:
+    """An object that runs ``os.system`` (touching the marker file) in whatever process unpickles it."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ[MARKER_ENV]}",))
+
+
+class _AbortsOnUnpickle:
+    def __reduce__(self):
+        return (os.abort, ())
+
+
+def _gradients(request: Request, out: dict[str, Any], value: Any) -> dict[str, Any]:
+    return {**out, **{q.id: value for q in request.quantities if q.kind == "gradient"}}
+
+
+class ReturnsCodeOnUnpickle(_Correct):
+    """Each gradient is an object whose unpickling runs a shell command."""
+
+    name = "returns-code"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        return _gradients(request, out, _RunsOnUnpickle())
+
+
+class ReturnsAbortOnUnpickle(_Correct):
+    """Each gradient is an object whose unpickling aborts the process."""
+
+    name = "returns-abort"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        return _gradients(request, out, _AbortsOnUnpickle())
+
+
+class ReturnsWorkerOnlyObject(_Correct):
+    """Each gradient is an instance of a class from a module that exists only in the worker process."""
+
+    name = "worker-only-object"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        import sys
+        import types
+
+        module = sys.modules.setdefault("gradconform_worker_only", types.ModuleType("gradconform_worker_only"))
+        ghost = type("Ghost", (), {"__module__": module.__name__})
+        module.Ghost = ghost  # type: ignore[attr-defined]
+        return _gradients(request, out, ghost())
+
+
+class WritesGarbageOnFloat16(_Correct):
+    """Writes junk into every socket of its process (the worker's connection) before answering float16."""
+
+    name = "garbage-on-float16"
+    only_dtype = "float16"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        import stat
+
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if stat.S_ISSOCK(os.fstat(int(fd)).st_mode):
+                    os.write(int(fd), b"\x00\x00\x00\x08garbage!")
+            except OSError:
+                pass
+        return out
+
+
+def _fork_sleeper() -> None:
+    """Fork a child that sleeps for a minute, holding the worker's sockets; its pid goes to the marker file."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    with open(os.environ[MARKER_ENV], "w") as fh:
+        fh.write(str(pid))
+
+
+class ForksThenAborts(_Correct):
+    name = "forks-then-aborts"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        _fork_sleeper()
+        os.abort()
+
+
+class ForksAndAnswers(_Correct):
+    """Right answers, leaving a forked child behind."""
+
+    name = "forks-and-answers"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        _fork_sleeper()
+        return out
+
+
+class ForksThenHangs(Hangs):
+    name = "forks-then-hangs"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        _fork_sleeper()
+        return super().fault(request, out)
+
+
+class HugeMessages(_Correct):
+    """A 1 MB exception message on float32, a 1 MB NotSupported reason for each gradient on float64."""
+
+    name = "huge-messages"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        from conformance.backend import NotSupported
+
+        if request.dtype == "float32":
+            raise RuntimeError("x" * 1_000_000)
+        return _gradients(request, out, NotSupported("y" * 1_000_000))
+
+
+class ZeroesInputs(_Correct):
+    """Zeroes its input arrays in place, then answers for the zeros."""
+
+    name = "zeroes-inputs"
+
+    def evaluate(self, request: Request) -> Mapping[str, Any]:
+        for v in request.inputs.values():
+            v[...] = 0
+        return super().evaluate(request)
+
+
+class SkewedGradients(_Correct):
+    """Every gradient off by a relative 2**-8: far beyond any float64 bound."""
+
+    name = "skewed-gradients"
+
+    def fault(self, request: Request, out: dict[str, Any]) -> dict[str, Any]:
+        return {k: (np.asarray(v) * (1 + 2.0 ** -8)).astype(np.asarray(v).dtype)
+                if any(q.id == k and q.kind == "gradient" for q in request.quantities) else v
+                for k, v in out.items()}

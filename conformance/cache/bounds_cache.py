@@ -12,12 +12,12 @@ stored (the run records the error each time).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from conformance.judge.bounds import ErrorBounds
-from conformance.cache.store import BlobStore, key_digest
+from conformance.cache.store import BlobStore, CacheAuditError, key_digest
 from conformance import expr, formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cache.oracle_cache import OracleCache
@@ -54,21 +54,32 @@ class CachedBounds:
         if entry is not None:
             names = entry.meta.get("exprs", [])
             self._stored = {e: entry.arrays[f"b{i}"] for i, e in enumerate(names) if f"b{i}" in entry.arrays}
+        self._audit = entry is not None and self.store.audit()  # re-derive this entry's bounds and compare
+        self._mismatch: list[str] = []
         self._live: ErrorBounds | None = None
         self._new: dict[str, np.ndarray] = {}
 
     def bound(self, expr: "Expr") -> np.ndarray:
         k = repr(expr)
         hit = self._stored.get(k)
-        if hit is not None:
+        if hit is not None and not self._audit:
             return hit
         if self._live is None:
             self._live = ErrorBounds(*self._args)
         b = self._live.bound(expr)
-        self._new[k] = b
+        if hit is None:
+            self._new[k] = b
+        elif not np.array_equal(np.asarray(b, dtype=np.float64), hit, equal_nan=True):
+            self._mismatch.append(k)
         return b
 
     def flush(self) -> None:
+        """Store the bounds computed since the entry was read; raise CacheAuditError where an audited stored bound
+        differs from the fresh one (here, outside the per-quantity error handling, so that it stops the run)."""
+        if self._mismatch:
+            raise CacheAuditError(f"an audited bounds cache entry under {self.store.dir} differs from the bounds "
+                                  f"computed afresh (for {len(self._mismatch)} expression(s), first "
+                                  f"{self._mismatch[0][:200]}): the cache cannot be trusted; delete it")
         if not self._new:
             return
         merged = {**self._stored, **self._new}

@@ -75,9 +75,7 @@ class CaseCache:
                 cases.append(case)
             return cases
         except (KeyError, TypeError, ValueError):
-            self.store.stats.hits -= 1
-            self.store.stats.misses += 1
-            self.store.stats.rejected += 1
+            self.store.unhit("contents")
             return None
 
     def put(self, spec_sha256: str, layout: str, dtype: str, regime: str, seed: int, examples: int | None,

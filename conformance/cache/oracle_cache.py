@@ -14,8 +14,10 @@ An entry is keyed by everything the result depends on:
 * the exact bytes of every input, as float64 (the oracle's view of a case:
   a float16 case and a float32 case with the same values share an entry).
 
-Entries are checked on every read (:mod:`conformance.cache.store`); a bad one
-is recomputed and overwritten. Failed evaluations (an oracle error) are not
+Entries are authenticated and checked on every read (:mod:`conformance.cache.store`);
+a bad or forged one is recomputed and overwritten, and an audit fraction of the
+hits is re-derived and compared (:class:`~conformance.cache.store.CacheAuditError`
+on a difference). Failed evaluations (an oracle error) are not
 cached. Location: ``--oracle-cache DIR``, else ``$GRADCONFORM_CACHE``, else
 ``.gradconform-cache/`` in the working directory; ``--oracle-cache off``
 disables it.
@@ -37,7 +39,7 @@ import mpmath
 from conformance import expr as expr_module
 from conformance import formats, primitives
 from conformance.cache.keys import code_hash
-from conformance.cache.store import BlobStore
+from conformance.cache.store import BlobStore, CacheAuditError
 from conformance.expr import Expr, Ops, interpret
 from conformance.oracle import arith, certify, evaluate
 from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact
@@ -141,10 +143,11 @@ def _inputs_key(inputs: Mapping[str, np.ndarray]) -> list[list[Any]]:
 class OracleCache:
     """Oracle results under ``root/oracle/``."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.store = BlobStore(root, "oracle")
-        self.verify_store = BlobStore(root, "verify")
-        self.bounds_store = BlobStore(root, "bounds")
+    def __init__(self, root: str | Path, *, audit_fraction: float | None = None) -> None:
+        """``audit_fraction``: the share of hits re-derived and compared (None: ``$GRADCONFORM_CACHE_AUDIT``)."""
+        self.store = BlobStore(root, "oracle", audit_fraction=audit_fraction)
+        self.verify_store = BlobStore(root, "verify", audit_fraction=audit_fraction)
+        self.bounds_store = BlobStore(root, "bounds", audit_fraction=audit_fraction)
         self.root = Path(root)
 
     @property
@@ -188,9 +191,7 @@ class OracleCache:
             pre = {str(k): bool(v) for k, v in meta["preconditions"].items()}
             return OracleEvaluation(values=values, nodes=nodes, preconditions=pre, precision=int(meta["precision"]))
         except (KeyError, TypeError, ValueError):
-            self.store.stats.hits -= 1
-            self.store.stats.misses += 1
-            self.store.stats.rejected += 1
+            self.store.unhit("contents")
             return None
 
     def put(self, engine: Engine, layout: "Layout", inputs: Mapping[str, np.ndarray],
@@ -246,9 +247,7 @@ class OracleCache:
                                 identity_value=m.get("identity_value"), derivative_value=m.get("derivative_value"),
                                 precision=int(m.get("precision", 0)))
         except (KeyError, TypeError, ValueError):
-            self.verify_store.stats.hits -= 1
-            self.verify_store.stats.misses += 1
-            self.verify_store.stats.rejected += 1
+            self.verify_store.unhit("contents")
             return None
 
     def put_verification(self, layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
@@ -277,12 +276,36 @@ def cached_evaluate(layout: "Layout", inputs: Mapping[str, np.ndarray], identiti
     eng = get_engine(engine)
     if cache is not None:
         hit = cache.get(eng, layout, inputs, identities, start_bits)
-        if hit is not None:
+        if hit is not None and not cache.store.audit():
             return hit
     ev = evaluate.evaluate(layout, inputs, identities, start_bits=start_bits, engine=eng)
+    if cache is not None and hit is not None:
+        why = _difference(hit, ev)
+        if why:
+            raise CacheAuditError(f"an audited oracle cache entry under {cache.store.dir} differs from a fresh "
+                                  f"evaluation ({why}): the cache cannot be trusted; delete it and find out who "
+                                  "wrote it (or which code its key misses)")
+        return hit
     if cache is not None:
         cache.put(eng, layout, inputs, identities, start_bits, ev)
     return ev
+
+
+def _difference(a: OracleEvaluation, b: OracleEvaluation) -> str:
+    """What differs between two evaluations of one case ("" when nothing does, bit for bit)."""
+    if a.preconditions != b.preconditions or a.precision != b.precision:
+        return "preconditions or precision"
+    if list(a.values) != list(b.values) or list(a.nodes) != list(b.nodes):
+        return "the quantities or nodes evaluated"
+    for k in a.values:
+        x, y = a.values[k], b.values[k]
+        if x.undecided != y.undecided or not (np.array_equal(x.hi, y.hi, equal_nan=True)
+                                              and np.array_equal(x.lo, y.lo, equal_nan=True)):
+            return f"the exact value of {k}"
+    for i, e in enumerate(a.nodes):
+        if not np.array_equal(a.nodes[e], b.nodes[e], equal_nan=True):
+            return f"node {i}"
+    return ""
 
 
 def cached_verify_identity(layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
@@ -294,8 +317,13 @@ def cached_verify_identity(layout: "Layout", identity: "Identity", inputs: Mappi
                                         ignore_requires=ignore_requires, start_bits=start_bits)
     args = (layout, identity, inputs, sizes, expr, ignore_requires, start_bits)
     hit = cache.get_verification(*args)
+    if hit is not None and not cache.verify_store.audit():
+        return hit
+    fresh = evaluate.verify_identity(layout, identity, inputs, sizes, expr=expr,
+                                     ignore_requires=ignore_requires, start_bits=start_bits)
     if hit is None:
-        hit = evaluate.verify_identity(layout, identity, inputs, sizes, expr=expr,
-                                       ignore_requires=ignore_requires, start_bits=start_bits)
-        cache.put_verification(*args, hit)
-    return hit
+        cache.put_verification(*args, fresh)
+    elif hit != fresh:
+        raise CacheAuditError(f"an audited verification cache entry under {cache.verify_store.dir} differs from a "
+                              f"fresh verification of {identity.id}: the cache cannot be trusted; delete it")
+    return fresh

@@ -2,124 +2,126 @@
 
 One persistent worker process per backend (started with ``spawn``, so no
 state or threads leak from the harness): it imports the backend once, then
-answers requests over a pipe. The harness waits for each answer at most
-``timeout`` seconds. A worker that dies (abort, segfault, ``os._exit``) is
-reported as ``crashed`` with its exit status, one that does not answer as
-``timed_out``; either way it is restarted for the next request. Exceptions
-inside the backend come back as ``error`` with their message and traceback.
+answers requests over a socket in plain data (:mod:`conformance.execution.wire`:
+never pickle, so a hostile result cannot run code in the harness). The harness
+waits for each answer at most ``timeout`` seconds. A worker that dies (abort,
+segfault, ``os._exit``) is reported as ``crashed`` with its exit status, one
+that does not answer as ``timed_out``, one whose answer does not parse as
+``error``; each time it is killed and restarted for the next request.
+Exceptions inside the backend come back as ``error`` with their (capped)
+message and traceback.
+
+The worker leads its own session (``os.setsid``), and the harness kills the
+whole process group on a crash, a timeout and at close: a backend that forks
+cannot leave processes behind, nor hold the socket open after its worker
+died. Death is noticed by polling the process, not only the socket (which a
+forked grandchild keeps open).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import select
 import signal
+import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
 
 from conformance.backend import NotSupported, Request
 from conformance.execution.registry import BackendLoadError, BackendRef, load
+from conformance.execution.wire import (FRAME, MAX_FRAME_BYTES, BackendInfo, ProtocolError, Reply, cap_message,
+                                        decode_info, decode_reply, decode_requests, encode_close, encode_info,
+                                        encode_reply, encode_requests, unpack)
 
 __all__ = ["BackendInfo", "Reply", "Worker", "InlineWorker", "make_worker"]
 
-
-@dataclass(frozen=True)
-class BackendInfo:
-    name: str
-    target: str
-    source: str
-    available: bool
-    reason: str = ""
-    description: str = ""
-    versions: Mapping[str, str] = field(default_factory=dict)
-    dtypes: tuple[str, ...] = ()
-    devices: tuple[str, ...] = ("cpu",)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """``status``: ok | error | not_supported | crashed | timed_out. ``values`` maps quantity ids to
-    arrays, or to ``("not_supported" | "error", message)`` for a quantity the backend declined."""
-
-    status: str
-    values: Mapping[str, Any] = field(default_factory=dict)
-    message: str = ""
-    seconds: float = 0.0
+_POLL_S = 0.05  # how often a wait checks whether the worker is still alive
+_CHUNK = 1 << 20
 
 
 def _describe(ref: BackendRef) -> tuple[Any, BackendInfo]:
+    def unavailable(reason: str) -> tuple[Any, BackendInfo]:
+        return None, BackendInfo(ref.name, ref.target, ref.source, False, cap_message(reason))
+
     try:
         backend = load(ref)
     except BackendLoadError as exc:
-        return None, BackendInfo(ref.name, ref.target, ref.source, False, str(exc))
+        return unavailable(str(exc))
     except Exception as exc:  # a backend module that fails in any other way
-        return None, BackendInfo(ref.name, ref.target, ref.source, False,
-                                 f"backend {ref.name!r} failed to load: {type(exc).__name__}: {exc}")
+        return unavailable(f"backend {ref.name!r} failed to load: {type(exc).__name__}: {exc}")
     try:
         reason = backend.unavailable_reason() if hasattr(backend, "unavailable_reason") else None
+        versions = backend.versions() if hasattr(backend, "versions") else {}
         info = BackendInfo(
             name=str(getattr(backend, "name", ref.name)), target=ref.target, source=ref.source,
-            available=reason is None, reason=reason or "",
-            description=str(getattr(backend, "description", "")),
-            versions=dict(backend.versions()) if hasattr(backend, "versions") else {},
-            dtypes=tuple(sorted(backend.dtypes())) if hasattr(backend, "dtypes") else (),
-            devices=tuple(backend.devices()) if hasattr(backend, "devices") else ("cpu",),
+            available=reason is None, reason=cap_message(str(reason or "")),
+            description=cap_message(str(getattr(backend, "description", ""))),
+            versions={str(k): str(v) for k, v in dict(versions).items()},
+            dtypes=tuple(sorted(str(d) for d in backend.dtypes())) if hasattr(backend, "dtypes") else (),
+            devices=tuple(str(d) for d in backend.devices()) if hasattr(backend, "devices") else ("cpu",),
         )
     except Exception as exc:
-        return None, BackendInfo(ref.name, ref.target, ref.source, False,
-                                 f"backend {ref.name!r} failed to describe itself: {type(exc).__name__}: {exc}")
+        return unavailable(f"backend {ref.name!r} failed to describe itself: {type(exc).__name__}: {exc}")
     return backend, info
-
-
-def _convert(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise TypeError(f"evaluate() must return a mapping of quantity ids to arrays, not {type(raw).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, NotSupported):
-            out[str(key)] = ("not_supported", str(value))
-        elif isinstance(value, BaseException):
-            out[str(key)] = ("error", f"{type(value).__name__}: {value}")
-        else:
-            try:
-                out[str(key)] = np.asarray(value)
-            except Exception as exc:
-                out[str(key)] = ("error", f"result is not convertible with numpy.asarray: {type(exc).__name__}: {exc}")
-    return out
 
 
 def _call(backend: Any, request: Request) -> Reply:
     start = time.perf_counter()
     try:
-        values = _convert(backend.evaluate(request))
-        return Reply("ok", values, seconds=time.perf_counter() - start)
+        raw = backend.evaluate(request)
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"evaluate() must return a mapping of quantity ids to arrays, not {type(raw).__name__}")
+        return Reply("ok", dict(raw), seconds=time.perf_counter() - start)
     except NotSupported as exc:
-        return Reply("not_supported", message=str(exc) or "not supported", seconds=time.perf_counter() - start)
+        return Reply("not_supported", message=cap_message(str(exc) or "not supported"),
+                     seconds=time.perf_counter() - start)
     except Exception as exc:
         tb = traceback.format_exc(limit=8)
-        return Reply("error", message=f"{type(exc).__name__}: {exc}\n{tb}", seconds=time.perf_counter() - start)
+        return Reply("error", message=cap_message(f"{type(exc).__name__}: {exc}\n{tb}"),
+                     seconds=time.perf_counter() - start)
 
 
-def _serve(conn: Any, ref: BackendRef, device: str) -> None:  # runs in the child process
-    backend, info = _describe(ref)
-    conn.send(info)
+def _encoded(reply: Reply) -> bytes:
+    """The reply's frame; a reply too large to send is the backend's error, not the worker's end."""
+    try:
+        return encode_reply(reply)
+    except (ProtocolError, ValueError, TypeError) as exc:
+        return encode_reply(Reply("error", message=cap_message(f"the reply cannot be sent: {exc}"),
+                                  seconds=reply.seconds))
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(_CHUNK, n - len(buf)))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def _serve(sock: socket.socket, name: str, target: str, source: str) -> None:  # runs in the child process
+    if hasattr(os, "setsid"):
+        os.setsid()  # a process group of its own, which the harness kills whole (with anything the backend forks)
+    backend, info = _describe(BackendRef(name, target, source))
+    sock.sendall(encode_info(info))
     if backend is None:
         return
     while True:
         try:
-            request = conn.recv()
+            (n,) = FRAME.unpack(_read_exact(sock, FRAME.size))
+            header, payload = unpack(_read_exact(sock, n))
         except (EOFError, OSError):
             return
-        if request is None:
+        if header.get("op") != "evaluate":
             return
-        if isinstance(request, list):  # a batch: one reply per request, each sent as soon as it is ready
-            for r in request:
-                conn.send(_call(backend, r))
-            continue
-        conn.send(_call(backend, request))
+        for request in decode_requests(header, payload):  # one reply per request, each sent as soon as it is ready
+            sock.sendall(_encoded(_call(backend, request)))
 
 
 def _exit_description(code: int | None) -> str:
@@ -133,6 +135,14 @@ def _exit_description(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """Why no readable answer came: ``timed_out``, ``crashed`` (with the exit status) or ``unreadable``."""
+
+    kind: str
+    detail: str = ""
+
+
 class Worker:
     """A backend in a persistent child process."""
 
@@ -144,72 +154,120 @@ class Worker:
         self.device = device
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
-        self._conn: Any = None
+        self._sock: socket.socket | None = None
         self.info: BackendInfo | None = None
         self.restarts = 0
 
+    # ------------------------------------------------------------------ the process
     def start(self) -> BackendInfo:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, args=(child, self.ref, self.device), daemon=True,
-                                 name=f"gradconform-{self.ref.name}")
+        self._kill()
+        parent, child = socket.socketpair()
+        proc = self._ctx.Process(target=_serve, args=(child, self.ref.name, self.ref.target, self.ref.source),
+                                 daemon=True, name=f"gradconform-{self.ref.name}")
         proc.start()
         child.close()
-        self._proc, self._conn = proc, parent
-        if not parent.poll(self.startup_timeout):
-            self._kill()
-            self.info = BackendInfo(self.ref.name, self.ref.target, self.ref.source, False,
-                                    f"backend {self.ref.name!r} did not start within {self.startup_timeout:.0f} s")
-            return self.info
-        try:
-            info = parent.recv()
-        except (EOFError, OSError):
-            proc.join(5)
-            code = proc.exitcode
-            self._kill()
-            info = BackendInfo(self.ref.name, self.ref.target, self.ref.source, False,
-                               f"backend {self.ref.name!r} crashed while loading ({_exit_description(code)})")
+        self._proc, self._sock = proc, parent
+        got = self._receive(self.startup_timeout)
+        if isinstance(got, _Failure):
+            why = {"timed_out": f"did not start within {self.startup_timeout:.0f} s",
+                   "crashed": f"crashed while loading ({got.detail})",
+                   "unreadable": f"sent an unreadable description ({got.detail})"}[got.kind]
+            info = BackendInfo(self.ref.name, self.ref.target, self.ref.source, False, f"backend {self.ref.name!r} "
+                               f"{why}")
+        else:
+            try:
+                info = decode_info(got[0], self.ref.target, self.ref.source)
+            except ProtocolError as exc:
+                info = BackendInfo(self.ref.name, self.ref.target, self.ref.source, False,
+                                   f"backend {self.ref.name!r} sent an unreadable description ({exc})")
         if not info.available:
             self._kill()
         self.info = info
         return info
 
-    def _alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+    def _exited(self) -> bool:
+        """Whether the worker has ended, without reaping it where the platform allows (so that its process
+        group id cannot be reused before the group is killed)."""
+        if self._proc is None:
+            return True
+        if hasattr(os, "waitid") and self._proc.pid is not None:
+            try:
+                return os.waitid(os.P_PID, self._proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            except ChildProcessError:
+                pass  # already reaped
+        return not self._proc.is_alive()
 
     def _kill(self) -> None:
+        """SIGKILL the worker's whole process group (its forks included), reap it, and drop the socket."""
         if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, AttributeError):
+                pass  # not (yet) a group leader, or no such group left
             if self._proc.is_alive():
                 self._proc.kill()
             self._proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+        self._proc = self._sock = None
 
+    def _exit_code(self) -> int | None:
+        self._proc.join(5)
+        return self._proc.exitcode
+
+    # ------------------------------------------------------------------ one answer
+    def _receive(self, timeout: float) -> tuple[dict[str, Any], memoryview] | _Failure:
+        """The next frame from the worker, or why none came within ``timeout``: the one place where a crash,
+        a hang and a garbled answer are told apart."""
+        assert self._sock is not None
+        deadline = time.monotonic() + timeout
+        buf = bytearray()
+        need = FRAME.size
+        header_read = False
+        while True:
+            ready, _, _ = select.select([self._sock], [], [], max(0.0, min(_POLL_S, deadline - time.monotonic())))
+            if ready:
+                try:
+                    chunk = self._sock.recv(min(_CHUNK, need - len(buf)))
+                except OSError:
+                    chunk = b""
+                if not chunk:  # the worker's end closed: it is gone
+                    return _Failure("crashed", _exit_description(self._exit_code()))
+                buf += chunk
+                if len(buf) == need and not header_read:
+                    (n,) = FRAME.unpack(buf)
+                    if n > MAX_FRAME_BYTES:
+                        return _Failure("unreadable", f"a message of {n} bytes announced, over the limit of "
+                                                      f"{MAX_FRAME_BYTES}")
+                    header_read, buf, need = True, bytearray(), n
+                if header_read and len(buf) == need:
+                    try:
+                        return unpack(bytes(buf))
+                    except ProtocolError as exc:
+                        return _Failure("unreadable", str(exc))
+                continue
+            if self._exited():  # dead, though a forked child may hold the socket open
+                if select.select([self._sock], [], [], 0)[0]:
+                    continue  # what it sent before it died is still to be read
+                return _Failure("crashed", _exit_description(self._exit_code()))
+            if time.monotonic() >= deadline:
+                return _Failure("timed_out")
+
+    def _failed(self, failure: _Failure, start: float) -> Reply:
+        self._kill()
+        seconds = time.perf_counter() - start
+        if failure.kind == "timed_out":
+            return Reply("timed_out", message=f"no answer within {self.timeout:g} s; the backend process was "
+                                              "killed and will be restarted", seconds=seconds)
+        if failure.kind == "crashed":
+            return Reply("crashed", message=f"the backend process died while evaluating ({failure.detail}); "
+                                            "it will be restarted", seconds=seconds)
+        return Reply("error", message=f"the backend process sent an unreadable reply ({failure.detail}); it was "
+                                      "killed and will be restarted", seconds=seconds)
+
+    # ------------------------------------------------------------------ requests
     def evaluate(self, request: Request) -> Reply:
-        if not self._alive():
-            info = self.start()
-            self.restarts += 1
-            if not info.available:
-                return Reply("error", message=f"backend unavailable: {info.reason}")
-        start = time.perf_counter()
-        try:
-            self._conn.send(request)
-        except (OSError, EOFError) as exc:
-            self._kill()
-            return Reply("crashed", message=f"could not send the request: the backend process is gone ({exc})")
-        if not self._conn.poll(self.timeout):
-            self._kill()
-            return Reply("timed_out", message=f"no answer within {self.timeout:g} s; the backend process was killed "
-                                              "and will be restarted", seconds=time.perf_counter() - start)
-        try:
-            reply = self._conn.recv()
-        except (EOFError, OSError):
-            self._proc.join(5)
-            code = self._proc.exitcode
-            self._kill()
-            return Reply("crashed", message=f"the backend process died while evaluating ({_exit_description(code)}); "
-                                            "it will be restarted", seconds=time.perf_counter() - start)
-        return reply
+        return self._exchange([request])[0]
 
     def evaluate_many(self, requests: list[Request]) -> list[Reply]:
         """Replies to several requests, sent in one message (one round trip instead of one per request).
@@ -219,21 +277,21 @@ class Worker:
         most ``timeout`` seconds, and a request that crashes or hangs the worker
         gets that verdict while the worker restarts for the rest.
         """
+        return self._exchange(list(requests))
+
+    def _exchange(self, pending: list[Request]) -> list[Reply]:
         replies: list[Reply] = []
-        pending = list(requests)
         while pending:
-            if not self._alive():
+            if self._proc is None or self._exited():
                 info = self.start()
                 self.restarts += 1
                 if not info.available:
-                    replies += [Reply("error", message=f"backend unavailable: {info.reason}") for _ in pending]
-                    return replies
-            if len(pending) == 1:
-                replies.append(self.evaluate(pending.pop()))
-                continue
+                    return replies + [Reply("error", message=f"backend unavailable: {info.reason}") for _ in pending]
+            assert self._sock is not None
             try:
-                self._conn.send(pending)
-            except (OSError, EOFError) as exc:
+                self._sock.settimeout(self.timeout)
+                self._sock.sendall(encode_requests(pending))
+            except OSError as exc:
                 self._kill()
                 replies.append(Reply("crashed", message=f"could not send the request: the backend process is gone "
                                                         f"({exc})"))
@@ -241,35 +299,29 @@ class Worker:
                 continue
             while pending:
                 start = time.perf_counter()
-                if not self._conn.poll(self.timeout):
-                    self._kill()
-                    replies.append(Reply("timed_out", message=f"no answer within {self.timeout:g} s; the backend "
-                                                              "process was killed and will be restarted",
-                                         seconds=time.perf_counter() - start))
-                    pending.pop(0)
+                got = self._receive(self.timeout)
+                pending.pop(0)
+                if isinstance(got, _Failure):
+                    replies.append(self._failed(got, start))
                     break
                 try:
-                    replies.append(self._conn.recv())
-                except (EOFError, OSError):
-                    self._proc.join(5)
-                    code = self._proc.exitcode
-                    self._kill()
-                    replies.append(Reply("crashed", message=f"the backend process died while evaluating "
-                                                            f"({_exit_description(code)}); it will be restarted",
-                                         seconds=time.perf_counter() - start))
-                    pending.pop(0)
+                    replies.append(decode_reply(*got))
+                except ProtocolError as exc:
+                    replies.append(self._failed(_Failure("unreadable", str(exc)), start))
                     break
-                pending.pop(0)
         return replies
 
     def close(self) -> None:
-        if self._alive():
+        if self._sock is not None and not self._exited():
             try:
-                self._conn.send(None)
-                self._proc.join(5)
-            except (OSError, EOFError):
+                self._sock.settimeout(1.0)
+                self._sock.sendall(encode_close())
+                deadline = time.monotonic() + 5
+                while not self._exited() and time.monotonic() < deadline:
+                    time.sleep(_POLL_S)
+            except OSError:
                 pass
-        self._kill()
+        self._kill()  # the whole group: whatever the backend forked goes with it
 
     def __enter__(self) -> "Worker":
         return self
@@ -278,8 +330,23 @@ class Worker:
         self.close()
 
 
+def _own_copy(request: Request) -> Request:
+    """The request with its own read-only copies of the inputs: a backend in the harness's process must not
+    change the case it is judged on (one that writes to an input gets that case's error verdict)."""
+    inputs = {}
+    for name, v in request.inputs.items():
+        a = np.array(v, copy=True)
+        a.flags.writeable = False
+        inputs[name] = a
+    return replace(request, inputs=inputs)
+
+
 class InlineWorker:
-    """The same interface, in the harness process (no isolation: for debugging and the oracle's own tests)."""
+    """The same interface, in the harness process (no isolation: for debugging and the oracle's own tests).
+
+    Replies go through the same encoding as the worker process's, so their
+    values are checked, capped and copied exactly as an isolated backend's.
+    """
 
     def __init__(self, ref: BackendRef, *, device: str = "cpu", **_: Any) -> None:
         self.ref = ref
@@ -297,7 +364,8 @@ class InlineWorker:
             info = self.info or self.start()
             if self.backend is None:
                 return Reply("error", message=f"backend unavailable: {info.reason}")
-        return _call(self.backend, request)
+        data = _encoded(_call(self.backend, _own_copy(request)))
+        return decode_reply(*unpack(data[FRAME.size:]))
 
     def evaluate_many(self, requests: list[Request]) -> list[Reply]:
         return [self.evaluate(r) for r in requests]
