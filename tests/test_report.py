@@ -166,6 +166,13 @@ def expected_cells(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, 
     return out
 
 
+def _group_key(row: Node) -> tuple[str, str, str, str]:
+    """(quantity, layout, dtype, regime) of a row of the failures table: its first four cells."""
+    q = row.one("th").text().strip()
+    layout, dtype, regime = (c.text().strip() for c in row.find_all("td")[:3])
+    return q, layout, dtype, regime
+
+
 def _span(cell: Node, cls: str) -> str:
     return cell.one("span", cls).text().strip()
 
@@ -234,10 +241,10 @@ def test_numbers_on_the_page_match_the_results(run_dir: Path, doc: dict[str, Any
         groups[(r["quantity"], r["layout"], r["dtype"], r["regime"])].append(r)
     bad = {k: v for k, v in groups.items() if any(r["status"] in FAILING for r in v)}
     assert bad, "the composed loss fails at large logits in float32: the material must contain failures"
-    rows = [n for n in page.find_all("tr") if "data-regime" in n.attrs and "data-quantity" in n.attrs]
+    rows = page.by_id("failures-table").find_all("tr", "group")
     assert len(rows) == len(bad)
     for row in rows:
-        key = (row.attrs["data-quantity"], row.attrs["data-layout"], row.attrs["data-dtype"], row.attrs["data-regime"])
+        key = _group_key(row)
         recs = bad[key]
         assert _count(_span(row, "n-bad")) == sum(r["status"] in FAILING for r in recs)
         assert _count(_span(row, "n-total")) == len(recs)
@@ -650,6 +657,6 @@ def test_failure_details_are_capped_but_every_group_is_listed(run_dir: Path, tmp
     shutil.copytree(run_dir, out)
     build_backend_report(out / "results.json", out)
     page = parse_html((out / "index.html").read_text(encoding="utf-8"))
-    rows = [n for n in page.find_all("tr") if "data-regime" in n.attrs and "data-quantity" in n.attrs]
+    rows = page.by_id("failures-table").find_all("tr", "group")
     assert len(rows) >= 2 and len(page.find_all("details", "failure")) == 1
     assert "The details of the first 1 of" in page.by_id("details-capped").text()

@@ -6,8 +6,10 @@
 
 Modules, one job each: :mod:`.numbers` (reading and printing figures),
 :mod:`.spec_source` (the verified spec of a results file), :mod:`.notation`,
-:mod:`.mathml` and :mod:`.latex` (formulas), :mod:`.analysis` (aggregates),
-:mod:`.environment` (what was run where), :mod:`.commands` (commands that reproduce a failure),
+:mod:`.mathml` and :mod:`.latex` (formulas), :mod:`.stats` (counting rules),
+:mod:`.context` (the words around the figures), :mod:`.failures` (failure groups),
+:mod:`.findings` (failure groups by cause), :mod:`.grades` (accuracy table),
+:mod:`.analysis` (putting the aggregates together),
 :mod:`.plots` (SVG figures), :mod:`.render` (templates), :mod:`.scoreboard`,
 :mod:`.publish` (atomic writes) and :mod:`.build` (putting them together).
 See docs/reports.md.

@@ -1,132 +1,35 @@
-"""From a results document to the figures a report shows: counts, worst errors, failures, regimes.
+"""From a results document to the figures a report shows: counts, worst errors, findings, grades, regimes.
 
 Everything here is a pure function of the results document (and the spec it
 names, for order and formulas), returning frozen dataclasses that the
 templates print. Nothing is recomputed from inputs: every figure is an
 aggregate (a count, a maximum, a sum of histograms) of numbers in the
-records, so each one traces back to the results file.
-
-Counting rules, the same everywhere in the reports:
-
-* a check is one record, i.e. one quantity on one case;
-* ``pass`` is the only status that counts as a pass; ``not_supported`` is
-  counted apart (never as a pass, never as a failure); ``fail``, ``error``,
-  ``crashed`` and ``timed_out`` are failures, each counted under its own name;
-* a worst error is the maximum over the records that carry one (a pass or a
-  graded fail); NaN counts as infinite.
+records, so each one traces back to the results file. The counting rules
+are in :mod:`.stats`, the failure groups in :mod:`.failures`, their
+gathering by cause in :mod:`.findings`, the accuracy grades in
+:mod:`.grades` and the words around the figures in :mod:`.context`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
-from conformance.formats import DTYPES, get_format
-
-from conformance.results.naming import case_rerun_command
-
-from .commands import display_path, pytest_command
-from .environment import environment_rows
-from .numbers import fmt_value, num, worst
+from .context import (QuantityInfo, display_path, environment_rows, ordered, quantity_infos, regime_sweeps,
+                      tolerance)
+from .failures import FailureGroup, failure_groups
+from .findings import Finding, findings
+from .grades import Grade, GradeCell, TailFinding, grade_cells, overall_grade
+from .numbers import num
 from .spec_source import SpecSource
+from .stats import DTYPE_ORDER, FAILING, STATUSES, Stats, stats
 
-__all__ = [
-    "STATUSES", "FAILING", "Stats", "stats", "Analysis", "analyse", "FailureGroup", "WorstCase", "Counterexample",
-    "QuantityInfo", "MatrixRow", "RegimeRow", "RegimeBreak", "case_inputs_text",
-]
-
-#: Every status, in the order reports list them.
-from conformance.statuses import STATUSES  # noqa: E402  (one vocabulary)
-#: Statuses that make a check fail.
-FAILING = ("fail", "error", "crashed", "timed_out")
-
-
-# ---------------------------------------------------------------------------- aggregate of records
-
-@dataclass(frozen=True)
-class Stats:
-    """Counts per status and worst errors over a set of records."""
-
-    counts: tuple[int, ...]  # in STATUSES order
-    worst_ulp: float | None
-    worst_rel: float | None
-    worst_ratio: float | None
-    worst_abs: float | None = None
-
-    def n(self, status: str) -> int:
-        return self.counts[STATUSES.index(status)]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def passed(self) -> int:
-        return self.n("pass")
-
-    @property
-    def failing(self) -> int:
-        return sum(self.n(s) for s in FAILING)
-
-    @property
-    def not_supported(self) -> int:
-        return self.n("not_supported")
-
-    @property
-    def verdict(self) -> str:
-        """pass | fail | not_supported | partial (passes, with some checks not supported) | empty."""
-        if self.total == 0:
-            return "empty"
-        if self.failing:
-            return "fail"
-        if self.not_supported == self.total:
-            return "not_supported"
-        if self.not_supported:
-            return "partial"
-        return "pass"
-
-    def nonpass(self) -> list[tuple[str, int]]:
-        """(status, count) of every status other than pass that occurred, in STATUSES order."""
-        return [(s, c) for s, c in zip(STATUSES, self.counts) if s != "pass" and c]
-
-
-def stats(records: Iterable[Mapping[str, Any]]) -> Stats:
-    counts = Counter()
-    ulp: list[Any] = []
-    rel: list[Any] = []
-    ratio: list[Any] = []
-    abs_: list[Any] = []
-    for r in records:
-        counts[r["status"]] += 1
-        ulp.append(r.get("max_ulp"))
-        rel.append(r.get("max_rel_err"))
-        ratio.append(r.get("max_ratio"))
-        abs_.append(r.get("max_abs_err"))
-    return Stats(tuple(counts.get(s, 0) for s in STATUSES), worst(ulp), worst(rel), worst(ratio), worst(abs_))
-
-
-# ---------------------------------------------------------------------------- report pieces
-
-@dataclass(frozen=True)
-class QuantityInfo:
-    """A checked quantity as the report presents it (formula present only when the spec was verified)."""
-
-    id: str
-    kind: str  # value | gradient | jacobian
-    layout: str
-    mathml: str = ""
-    latex: str = ""
-    text: str = ""
-    shape: str = ""
-    requires: tuple[str, ...] = ()
-    when: str = ""
-    description: str = ""
-    verified: int = 0
-    verifications: int = 0
-    refuted_reason: str = ""
+__all__ = ["STATUSES", "FAILING", "DTYPE_ORDER", "Stats", "stats", "Analysis", "analyse", "MatrixRow", "RegimeRow",
+           "RegimeBreak", "display_path"]
 
 
 @dataclass(frozen=True)
@@ -157,60 +60,6 @@ class RegimeBreak:
 
 
 @dataclass(frozen=True)
-class WorstCase:
-    case: str
-    family: str
-    magnitude: float | None
-    status: str
-    detail: str
-    message: str
-    index: str
-    got: str
-    exact: str
-    abs_err: float | None
-    rel_err: float | None
-    ulp: float | None
-    bound: str
-    allowed: str
-    ratio: float | None
-    inputs: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class Counterexample:
-    case: str
-    family: str
-    magnitude: float | None
-    status: str
-    detail: str
-    got: str
-    exact: str
-    ratio: float | None
-    inputs: tuple[tuple[str, str], ...]
-    rerun: str
-
-
-@dataclass(frozen=True)
-class FailureGroup:
-    quantity: str
-    kind: str
-    layout: str
-    dtype: str
-    regime: str
-    anchor: str
-    bad: int
-    total: int
-    breakdown: tuple[tuple[str, int], ...]  # ("fail (nonfinite)", 16)
-    failing_magnitudes: tuple[float, ...]
-    magnitudes: tuple[float, ...]
-    families: tuple[str, ...]
-    worst: WorstCase
-    counterexample: Counterexample | None
-    rerun: str
-    pytest: str
-
-
-@dataclass(frozen=True)
 class Analysis:
     backend: str
     description: str
@@ -234,6 +83,9 @@ class Analysis:
     regime_descriptions: Mapping[str, str]
     regime_sweeps: Mapping[str, str]  # regime -> what its magnitude scales ("b2: spike of +magnitude")
     failures: tuple[FailureGroup, ...]
+    findings: tuple[Finding, ...]
+    grades: tuple[GradeCell, ...]
+    grade: Grade
     ulp_hists: Mapping[tuple[str, str, str], tuple[int, ...]]  # (layout, dtype, quantity) -> summed histogram
     ratio_by_magnitude: Mapping[tuple[str, str, str], tuple[tuple[float, float], ...]]  # (regime, dtype, q)
     tolerance: Mapping[str, Any]
@@ -242,6 +94,9 @@ class Analysis:
     results_sha256: str
     results_display: str
     uninformative: Mapping[str, tuple[int, int]]  # dtype -> (components with a bound >= |exact|, components)
+    rerun_all: str = ""
+    partial: str = ""  # why the run is partial (a selection of the suite), "" for a whole run
+    tail_findings: tuple[TailFinding, ...] = ()  # filled in by the build, which sees every backend
     available: bool = True
     unavailable_reason: str = ""
 
@@ -251,134 +106,9 @@ class Analysis:
         return "unavailable" if not self.available else self.overall.verdict
 
 
-# ---------------------------------------------------------------------------- helpers
-
-def _ordered(seen: Iterable[str], preferred: Sequence[str]) -> tuple[str, ...]:
-    seen_set = list(dict.fromkeys(seen))
-    out = [x for x in preferred if x in seen_set]
-    out += sorted(x for x in seen_set if x not in out)
-    return tuple(out)
-
-
-def _matrix_text(shape: Sequence[int], values: Sequence[str]) -> str:
-    """A row-major matrix as a Python literal, one row per line: copyable, and exact (shortest round-trip)."""
-    rows, cols = (list(shape) + [1, 1])[:2] if shape else (1, len(values))
-    rows, cols = int(rows), int(cols)
-    lines = []
-    for i in range(rows):
-        lines.append("[" + ", ".join(values[i * cols:(i + 1) * cols]) + "]")
-    return "[" + ",\n ".join(lines) + "]"
-
-
-def case_inputs_text(case: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """Each input of a case as (name with shape, exact values): decoded from the hex floats of the results file."""
-    out = []
-    for name, v in case.get("inputs", {}).items():
-        vals = []
-        for h in v.get("hex", []):
-            try:
-                vals.append(repr(float.fromhex(h)))
-            except (TypeError, ValueError):
-                vals.append(str(h))
-        shape = v.get("shape", [])
-        out.append((f"{name} ({' × '.join(str(s) for s in shape)})", _matrix_text(shape, vals)))
-    return tuple(out)
-
-
-def _shape_text(shape: Sequence[Any]) -> str:
-    return " × ".join(str(s) for s in shape)
-
-
-def _anchor(*parts: str) -> str:
-    raw = "-".join(parts)
-    safe = "".join(c if c.isalnum() else "-" for c in raw).strip("-")
-    while "--" in safe:
-        safe = safe.replace("--", "-")
-    return "fail-" + safe.lower() + "-" + hashlib.sha256(raw.encode()).hexdigest()[:6]
-
-
 def _mag_key(m: Any) -> float:
     f = num(m)
     return f if f is not None else float("-inf")
-
-
-# ---------------------------------------------------------------------------- the analysis
-
-def _quantity_infos(doc: Mapping[str, Any], source: SpecSource, layouts: Sequence[str],
-                    seen: Mapping[str, Sequence[tuple[str, str]]]) -> dict[str, tuple[QuantityInfo, ...]]:
-    from .latex import definition_latex, identity_latex
-    from .mathml import definition_mathml, identity_mathml
-
-    verifs: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
-    for v in doc.get("verifications", []):
-        verifs[(str(v.get("layout")), str(v.get("identity")))].append(v)
-    out: dict[str, tuple[QuantityInfo, ...]] = {}
-    for lname in layouts:
-        infos: list[QuantityInfo] = []
-        lay = source.spec.layouts.get(lname) if source.spec is not None else None
-        if lay is not None:
-            for d in lay.forward:
-                infos.append(QuantityInfo(d.name, "value", lname, definition_mathml(d.name, d.expr),
-                                          definition_latex(d.name, d.expr), d.text, _shape_text(d.shape),
-                                          description=d.description))
-            for i in lay.identities:
-                vs = verifs.get((lname, i.id), [])
-                refuted = [v for v in vs if v.get("verdict") != "holds"]
-                infos.append(QuantityInfo(
-                    i.id, i.kind, lname, identity_mathml(i.of, i.wrt, i.expr), identity_latex(i.of, i.wrt, i.expr),
-                    i.text, _shape_text(i.shape), tuple(i.requires),
-                    ", ".join(f"{k} = {v}" for k, v in i.when.items()), i.description,
-                    len(vs) - len(refuted), len(vs),
-                    (f"{refuted[0].get('verdict')}: {refuted[0].get('reason', '')}" if refuted else "")))
-        known = {q.id for q in infos}
-        for qid, kind in seen.get(lname, ()):
-            if qid not in known:  # checked but not in the spec at hand (absent or different spec)
-                infos.append(QuantityInfo(qid, kind, lname))
-                known.add(qid)
-        out[lname] = tuple(infos)
-    return out
-
-
-def _tolerance(source: SpecSource, doc: Mapping[str, Any], dtypes: Sequence[str]) -> dict[str, Any]:
-    settings = doc.get("settings", {})
-    tol: dict[str, Any] = {"safety_factor": settings.get("safety_factor"), "method": None, "dtypes": [],
-                           "elementary": []}
-    if source.spec is not None:
-        pol = source.spec.tolerance
-        tol["safety_factor"] = pol.safety_factor
-        tol["method"] = pol.method
-        tol["elementary"] = sorted(pol.elementary_error_u.items())
-    for d in dtypes:
-        try:
-            fmt = get_format(d)
-        except Exception:
-            continue
-        acc = source.spec.tolerance.accumulate.get(d, "?") if source.spec is not None else "?"
-        acc_u = None
-        try:
-            acc_u = get_format(acc).u if acc != "?" else None
-        except Exception:
-            pass
-        tol["dtypes"].append({"dtype": d, "p": fmt.p, "u": fmt.u, "eta": fmt.eta, "emin": fmt.emin,
-                              "accumulate": acc, "acc_u": acc_u})
-    return tol
-
-
-def _regime_sweeps(source: SpecSource) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if source.spec is None:
-        return out
-    for name, reg in source.spec.regimes.items():
-        parts = []
-        for inp, g in reg.generators.items():
-            if g.magnitude_sign:
-                sign = "−" if g.magnitude_sign < 0 else "+"
-                what = {"spike": f"one entry set to {sign}magnitude", "tied": "two equal entries of magnitude",
-                        "signs": "entries of ±magnitude", "normal": "normal with scale magnitude"}.get(g.kind, g.kind)
-                parts.append(f"{inp}: {what}")
-        if parts:
-            out[name] = "; ".join(parts)
-    return out
 
 
 def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path) -> Analysis:
@@ -390,9 +120,9 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
     settings = doc.get("settings", {})
     spec = source.spec
 
-    layouts = _ordered((r["layout"] for r in records), list(settings.get("layouts") or (spec.layouts if spec else [])))
-    dtypes = _ordered((r["dtype"] for r in records), list(settings.get("dtypes") or DTYPES))
-    regimes = _ordered((r["regime"] for r in records), list(settings.get("regimes") or (spec.regimes if spec else [])))
+    layouts = ordered((r["layout"] for r in records), list(settings.get("layouts") or (spec.layouts if spec else [])))
+    dtypes = ordered((r["dtype"] for r in records), list(settings.get("dtypes") or DTYPE_ORDER))
+    regimes = ordered((r["regime"] for r in records), list(settings.get("regimes") or (spec.regimes if spec else [])))
 
     seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
     seen_set: set[tuple[str, str]] = set()
@@ -401,7 +131,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         if key not in seen_set:
             seen_set.add(key)
             seen[r["layout"]].append((r["quantity"], r.get("kind", "")))
-    quantities = _quantity_infos(doc, source, layouts, seen)
+    quantities = quantity_infos(doc, source, layouts, seen)
     q_order = {(lname, q.id): i for lname, qs in quantities.items() for i, q in enumerate(qs)}
 
     def q_rank(q: str) -> tuple[int, str]:
@@ -463,55 +193,12 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
                         key=q_rank)
             breaks.append(RegimeBreak(reg, d, first, tuple(m for m in fail_mags if m is not None), above_ok, tuple(qs)))
 
-    # failures, grouped as the pytest tests are: (quantity, layout, dtype, regime)
-    cex_by_group: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
-    for ce in doc.get("counterexamples", []):
-        key = (ce.get("quantity"), ce.get("layout"), ce.get("dtype"), ce.get("regime"))
-        cex_by_group.setdefault(key, ce)  # type: ignore[arg-type]
-    cases = {c["id"]: c for c in doc.get("cases", [])}
-    failures: list[FailureGroup] = []
     reg_index = {r: i for i, r in enumerate(regimes)}
     dt_index = {d: i for i, d in enumerate(dtypes)}
     lay_index = {l: i for i, l in enumerate(layouts)}
-    for key in sorted(by_group, key=lambda k: (q_order.get((k[1], k[0]), 10 ** 6), k[0], lay_index.get(k[1], 99),
-                                                dt_index.get(k[2], 99), reg_index.get(k[3], 99), k)):
-        recs = by_group[key]
-        bad = [r for r in recs if r["status"] in FAILING]
-        if not bad:
-            continue
-        q, lname, d, reg = key
-        kinds = Counter(r["status"] + (f" ({r['detail']})" if r.get("detail") else "") for r in bad)
-        w = max(bad, key=lambda r: (r["status"] == "fail", _ratio_key(r.get("max_ratio")), r["case"]))
-        case = cases.get(w["case"], {})
-        worst_case = WorstCase(
-            case=w["case"], family=str(w.get("family", "")), magnitude=num(w.get("magnitude")), status=w["status"],
-            detail=str(w.get("detail", "")), message=str(w.get("message", "")),
-            index=str(tuple(w["worst_index"])) if w.get("worst_index") is not None else "—",
-            got=fmt_value(w.get("worst_got")), exact=fmt_value(w.get("worst_exact")),
-            abs_err=num(w.get("max_abs_err")), rel_err=num(w.get("max_rel_err")), ulp=num(w.get("max_ulp")),
-            bound=fmt_value(w.get("worst_bound")), allowed=fmt_value(w.get("worst_allowed")),
-            ratio=num(w.get("max_ratio")), inputs=case_inputs_text(case) if case else ())
-        cex = None
-        ce = cex_by_group.get(key)
-        if ce is not None:
-            crec = next((r for r in ce.get("records", []) if r.get("quantity") == q), {})
-            ccase = ce.get("case", {})
-            cex = Counterexample(
-                case=str(ccase.get("id", "?")), family=str(ccase.get("family", "")), magnitude=num(ccase.get("magnitude")),
-                status=str(crec.get("status", "?")), detail=str(crec.get("detail", "")),
-                got=fmt_value(crec.get("worst_got")), exact=fmt_value(crec.get("worst_exact")),
-                ratio=num(crec.get("max_ratio")), inputs=case_inputs_text(ccase),
-                rerun=case_rerun_command(results_display, str(ccase.get("id", "?")), q))
-        all_mags = sorted({m for m in (num(r.get("magnitude")) for r in recs) if m is not None})
-        bad_mags = sorted({m for m in (num(r.get("magnitude")) for r in bad) if m is not None})
-        failures.append(FailureGroup(
-            quantity=q, kind=str(w.get("kind", "")), layout=lname, dtype=d, regime=reg, anchor=_anchor(q, lname, d, reg),
-            bad=len(bad), total=len(recs), breakdown=tuple(sorted(kinds.items())),
-            failing_magnitudes=tuple(bad_mags), magnitudes=tuple(all_mags),
-            families=tuple(sorted({str(r.get("family", "")) for r in bad})), worst=worst_case, counterexample=cex,
-            rerun=case_rerun_command(results_display, w["case"], q),
-            pytest=pytest_command(doc, q, str(w.get("kind", "")), lname, d, reg)))
-
+    failures = failure_groups(
+        doc, by_group, lambda k: (q_order.get((k[1], k[0]), 10 ** 6), k[0], lay_index.get(k[1], 99),
+                                  dt_index.get(k[2], 99), reg_index.get(k[3], 99), k), results_display)
     tests = Counter(str(t.get("outcome", "?")) for t in doc.get("tests", []))
     test_order = ("passed", "failed", "xfail", "xpass", "not_supported", "skipped", "error")
     test_rows = tuple((k, tests[k]) for k in list(test_order) + sorted(set(tests) - set(test_order)) if tests.get(k))
@@ -519,6 +206,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
     regime_desc = {}
     if spec is not None:
         regime_desc = {n: r.description for n, r in spec.regimes.items()}
+    grades = grade_cells(records, q_rank, dtypes, regimes)
 
     backend = doc.get("backend", {})
     return Analysis(
@@ -531,18 +219,45 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         by_layout_dtype={(l, d): stats(by_ld.get((l, d), [])) for l in layouts for d in dtypes},
         by_quantity={q: stats(v) for q, v in by_q.items()},
         regime_rows=tuple(regime_rows), regime_breaks=tuple(breaks), regime_descriptions=regime_desc,
-        regime_sweeps=_regime_sweeps(source), failures=tuple(failures),
+        regime_sweeps=regime_sweeps(source), failures=failures,
+        findings=findings(failures, q_rank, dtypes, regimes, regime_desc), grades=grades, grade=overall_grade(grades),
         ulp_hists={k: tuple(v) for k, v in sorted(hists.items())},
         ratio_by_magnitude={k: tuple(sorted(v.items())) for k, v in sorted(ratio_mag.items())},
-        tolerance=_tolerance(source, doc, dtypes), spec_source=source,
+        tolerance=tolerance(source, doc, dtypes), spec_source=source,
         results_name=Path(results_path).name, results_sha256=results_sha, results_display=results_display,
         uninformative={d: (v[0], v[1]) for d, v in sorted(uninf.items(), key=lambda kv: dt_index.get(kv[0], 99))},
+        rerun_all=rerun_all_command(doc), partial=partial_reason(doc, records, quantities),
         available=bool(backend.get("available", True)), unavailable_reason=str(backend.get("reason", "")),
     )
 
 
-def _ratio_key(x: Any) -> float:
-    f = num(x)
-    if f is None:
-        return -1.0
-    return float("inf") if f != f else f
+def rerun_all_command(doc: Mapping[str, Any], reports_dir: str = "reports") -> str:
+    """The ``gradconform run`` command that reruns the whole suite for the backend of ``doc``."""
+    backend = doc.get("backend", {})
+    name = backend.get("target") if backend.get("source") == "module:attr" else (backend.get("requested") or backend.get("name"))
+    args = ["gradconform", "run", "--backend", str(name), "--out", reports_dir]
+    settings = doc.get("settings", {})
+    if settings.get("examples") is not None:
+        args += ["--examples", str(settings["examples"])]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def partial_reason(doc: Mapping[str, Any], records: list[Mapping[str, Any]],
+                   quantities: Mapping[str, tuple[QuantityInfo, ...]]) -> str:
+    """Why a run checked only part of the suite ("" when it is whole): a shard, or a selection (``-k``) that
+    left out a dtype, regime or layout the run's settings name, or a quantity of the spec. The results file does
+    not record the selection itself, so this is read from what is missing."""
+    settings = doc.get("settings", {})
+    if settings.get("shard"):
+        return f"shard {settings['shard']} of the suite"
+    missing = []
+    for key, field in (("dtypes", "dtype"), ("regimes", "regime"), ("layouts", "layout")):
+        seen = {r[field] for r in records}
+        lacking = [x for x in settings.get(key) or () if x not in seen]
+        if lacking:
+            missing.append(f"{key} {', '.join(lacking)}")
+    checked = {(r["layout"], r["quantity"]) for r in records}
+    lacking_q = [q.id for lname, qs in quantities.items() for q in qs if (lname, q.id) not in checked]
+    if lacking_q and records:
+        missing.append(f"{len(lacking_q)} quantity test(s) ({', '.join(sorted(set(lacking_q))[:3])}…)")
+    return ("a selection of the suite (no records for " + "; ".join(missing) + ")") if missing and records else ""

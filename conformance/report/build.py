@@ -9,20 +9,24 @@ results file always gives the same bytes.
 from __future__ import annotations
 
 import shlex
+import sys
+import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from markupsafe import Markup
 
+from conformance.atomic import write_bytes_atomic
 from conformance.results.document import load_results, merge, write_json_atomic
 
-from .analysis import Analysis, analyse
-from .commands import display_path
+from .analysis import Analysis, analyse, display_path
+from .grades import fmt_bin, tail_findings
 from .plots import ratio_vs_magnitude, svg_for_html, ulp_bars
 from .publish import figure_name, publish
 from .render import css, render
-from .scoreboard import scoreboard
+from .scoreboard import empty_stats, scoreboard
 from .spec_source import resolve_spec
 
 __all__ = ["build_backend_report", "write_backend_report", "build_all", "build_reports", "find_results",
@@ -31,9 +35,10 @@ __all__ = ["build_backend_report", "write_backend_report", "build_all", "build_r
 #: What a backend's results file in a reports directory is called (``gradconform run`` writes the compressed one).
 RESULTS_NAMES = ("results.json", "results.json.gz")
 
-#: Failure groups shown in full (worst case, inputs, counterexample, commands); the table lists every group. A backend
+#: Failure groups shown in full (worst case, inputs, counterexample, commands) after the findings, which summarise them
+#: all; the table lists every group. A backend
 #: that fails everywhere would otherwise give pages of many megabytes that nobody reads to the end.
-MAX_FAILURE_DETAILS = 100
+MAX_FAILURE_DETAILS = 3
 
 _VERDICT_WORDS = {"pass": "conforms", "fail": "does not conform", "partial": "conforms where supported",
                   "not_supported": "not supported", "empty": "nothing checked", "unavailable": "unavailable"}
@@ -48,29 +53,37 @@ def build_backend_report(results_path: str | Path, out_dir: str | Path, *, score
 def write_backend_report(doc: Mapping[str, Any], results_path: str | Path, out_dir: str | Path, *,
                          scoreboard_link: str | None = None) -> Analysis:
     """The same as :func:`build_backend_report`, for a results document already loaded from ``results_path``."""
-    out = Path(out_dir)
-    source = resolve_spec(doc.get("spec", {}))
-    a = analyse(doc, source, results_path)
+    a = analyse(doc, resolve_spec(doc.get("spec", {})), results_path)
+    render_backend_report(a, out_dir, scoreboard_link=scoreboard_link)
+    return a
 
-    html_ulp: list[tuple[str, Markup]] = []
+
+def render_backend_report(a: Analysis, out_dir: str | Path, *, scoreboard_link: str | None = None,
+                          scoreboard_md: str | None = None) -> None:
+    """Write the pages and figures of one analysis (the HTML links ``scoreboard_link``, the markdown
+    ``scoreboard_md``: a code host shows README.md, not index.html)."""
+    out = Path(out_dir)
     md_ulp: list[tuple[str, str]] = []
     html_ratio: list[tuple[str, Markup]] = []
     md_ratio: list[tuple[str, str]] = []
     files: dict[str, str] = {}
-    for lname in a.layouts:
-        qs = [q.id for q in a.quantities[lname]]
-        svg = ulp_bars(lname, a.dtypes, qs, a.ulp_hists)
-        if svg is None:
-            continue
-        name = figure_name(f"ulp-{lname}", svg)
-        files[name] = svg
-        md_ulp.append((lname, name))
-        html_ulp.append((lname, Markup(svg_for_html(svg, f"ulp distribution per quantity and dtype, {lname} layout"))))
     all_q: list[str] = []
     for lname in a.layouts:
         for q in a.quantities[lname]:
             if q.id not in all_q:
                 all_q.append(q.id)
+    # one distribution figure over both layouts, in the markdown only: the HTML page has the grades table, which
+    # splits the same histograms by regime, and a page stays under 400 KB
+    both: dict[tuple[str, str, str], list[int]] = {}
+    for (_, d, q), h in a.ulp_hists.items():
+        acc = both.setdefault(("all", d, q), [0] * len(h))
+        for i, c in enumerate(h[:len(acc)]):
+            acc[i] += c
+    svg = ulp_bars("all", a.dtypes, all_q, both)
+    if svg is not None:
+        name = figure_name("ulp", svg)
+        files[name] = svg
+        md_ulp.append(("all", name))
     for reg in a.regimes:
         svg = ratio_vs_magnitude(reg, a.dtypes, all_q, a.ratio_by_magnitude, a.regime_sweeps.get(reg, ""))
         if svg is None:
@@ -81,22 +94,14 @@ def write_backend_report(doc: Mapping[str, Any], results_path: str | Path, out_d
         html_ratio.append((reg, Markup(svg_for_html(svg, f"error over allowed against magnitude, regime {reg}"))))
 
     reports_dir = display_path(out.parent) if out.name == a.backend else display_path(out)
-    common = dict(a=a, scoreboard_link=scoreboard_link, reports_dir=reports_dir, rerun_all=_rerun_all(doc, reports_dir),
-                  max_details=MAX_FAILURE_DETAILS)
-    html = render("backend.html.j2", css=Markup(css()), figures={"ulp": html_ulp, "ratio": html_ratio}, **common)
-    md = render("backend.md.j2", figures={"ulp": md_ulp, "ratio": md_ratio}, **common)
+    rerun_all = a.rerun_all.replace("--out reports", "--out " + shlex.quote(reports_dir), 1)
+    common = dict(a=a, reports_dir=reports_dir, rerun_all=rerun_all, max_details=MAX_FAILURE_DETAILS,
+                  grade_bin=fmt_bin)
+    html = render("backend.html.j2", css=Markup(css()), figures={"ratio": html_ratio},
+                  scoreboard_link=scoreboard_link, **common)
+    md = render("backend.md.j2", figures={"ulp": md_ulp, "ratio": md_ratio},
+                scoreboard_link=scoreboard_md if scoreboard_md is not None else scoreboard_link, **common)
     publish(out, {"index.html": html, "REPORT.md": md}, files)
-    return a
-
-
-def _rerun_all(doc: Mapping[str, Any], reports_dir: str) -> str:
-    backend = doc.get("backend", {})
-    name = backend.get("target") if backend.get("source") == "module:attr" else (backend.get("requested") or backend.get("name"))
-    args = ["gradconform", "run", "--backend", str(name), "--out", reports_dir]
-    settings = doc.get("settings", {})
-    if settings.get("examples") is not None:
-        args += ["--examples", str(settings["examples"])]
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def find_results(reports_dir: str | Path) -> list[Path]:
@@ -113,26 +118,42 @@ def find_results(reports_dir: str | Path) -> list[Path]:
     return out
 
 
-def build_all(reports_dir: str | Path) -> list[Analysis]:
+def build_all(reports_dir: str | Path, loaded: Mapping[Path, Mapping[str, Any]] | None = None) -> list[Analysis]:
     """Rebuild every backend report under ``reports_dir`` (``<backend>/results.json[.gz]``) and the scoreboard
-    (``index.html``, ``README.md``)."""
+    (``index.html``, ``README.md``). ``loaded``: results documents already read and validated, by path (each
+    file is read and validated once). Every backend is analysed before any page is written: the accuracy
+    findings compare a backend with the others."""
     root = Path(reports_dir)
+    loaded = dict(loaded or {})
+    paths = find_results(root)
     analyses: list[tuple[Analysis, str]] = []
-    for path in find_results(root):
-        doc = load_results(path)
-        a = write_backend_report(doc, path, path.parent, scoreboard_link="../index.html")
+    started = time.monotonic()
+    for i, path in enumerate(paths, 1):
+        _progress(f"report: reading {display_path(path)} ({i}/{len(paths)})", started)
+        doc = loaded.pop(path.resolve(), None) or load_results(path)
+        analyses.append((analyse(doc, resolve_spec(doc.get("spec", {})), path), path.parent.name))
         del doc
-        analyses.append((a, path.parent.name))
+    grades = {a.backend: a.grades for a, _ in analyses}
+    analyses = [(replace(a, tail_findings=tail_findings(a.grades, {n: g for n, g in grades.items() if n != a.backend})),
+                 rel) for a, rel in analyses]
+    for i, (a, rel) in enumerate(analyses, 1):
+        _progress(f"report: writing {display_path(root / rel)} ({i}/{len(analyses)})", started)
+        render_backend_report(a, root / rel, scoreboard_link="../index.html", scoreboard_md="../README.md")
     if analyses:
         write_scoreboard(root, analyses)
+        _progress(f"report: scoreboard {display_path(root)} written", started)
     return [a for a, _ in analyses]
 
 
-def write_scoreboard(root: Path, analyses: Sequence[tuple[Analysis, str]]) -> None:
-    from .scoreboard import empty_stats
+def _progress(message: str, started: float) -> None:
+    """A line on stderr per step of a long build (six backends take seconds each), with the time so far."""
+    print(f"{message} [{time.monotonic() - started:.1f} s]", file=sys.stderr, flush=True)
 
+
+def write_scoreboard(root: Path, analyses: Sequence[tuple[Analysis, str]]) -> None:
+    """The scoreboard pages of ``root`` over the analyses (and report directories) given."""
     sb = scoreboard(analyses)
-    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=display_path(root), m_verdict=_VERDICT_WORDS)
+    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=display_path(root), m_verdict=_VERDICT_WORDS, grade_bin=fmt_bin)
     html = render("scoreboard.html.j2", css=Markup(css()), **ctx)
     md = render("scoreboard.md.j2", **ctx)
     publish(root, {"index.html": html, "README.md": md}, {})
@@ -142,6 +163,7 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
     """``gradconform report``: place the given results files under ``out_dir/<backend>/`` (merging several files
     of one backend, e.g. CI shards), then rebuild every report there and the scoreboard."""
     root = Path(out_dir)
+    loaded: dict[Path, Mapping[str, Any]] = {}
     by_backend: dict[str, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
     for p in results:
         path = Path(p)
@@ -150,10 +172,16 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
     for name, items in sorted(by_backend.items()):
         target_dir = root / name
         if len(items) == 1 and _inside(items[0][0], target_dir):
+            loaded[items[0][0].resolve()] = items[0][1]
             continue  # already in place
         merged = merge([doc for _, doc in items]) if len(items) > 1 else items[0][1]
-        write_json_atomic(target_dir / "results.json.gz", merged)
-    return build_all(root)
+        raw = items[0][0].read_bytes() if len(items) == 1 else b""
+        if raw[:2] == b"\x1f\x8b":  # one compressed file: its bytes, not a second compression of the same document
+            write_bytes_atomic(target_dir / "results.json.gz", raw)
+        else:
+            write_json_atomic(target_dir / "results.json.gz", merged)
+        loaded[(target_dir / "results.json.gz").resolve()] = merged
+    return build_all(root, loaded)
 
 
 def _inside(path: Path, directory: Path) -> bool:

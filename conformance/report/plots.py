@@ -9,12 +9,15 @@ Two kinds of figure, where a reader would rather look than read:
 * **error/allowed against magnitude**: for each regime with a magnitude
   sweep, one panel per dtype; the worst ``max_ratio`` of each quantity at
   each magnitude (over layouts, shape families and cases). Above the dashed
-  line at 1 a check fails; quantities that cross it are drawn in colour and
-  named, the others in grey.
+  line at 1 a check fails; each quantity that crosses it is drawn with its own
+  colour and marker (lines at NaN/∞ a little apart, so that none hides
+  another), and the others as one grey line, their worst at each magnitude.
 
 Determinism: no date in the metadata, a fixed ``svg.hashsalt`` per figure
-(ids of clip paths are hashes of it), glyphs as paths (no fonts needed by the
-reader), and inputs iterated in sorted order. Same inputs, same bytes.
+(ids of clip paths are hashes of it), and inputs iterated in sorted order.
+Same inputs, same bytes. Text stays text (``svg.fonttype: none``): the
+reader's sans-serif font draws it, and a page is a tenth of the size it is
+with every glyph as a path.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import math
 import re
 from typing import Mapping, Sequence
 
-__all__ = ["ulp_bars", "ratio_vs_magnitude", "svg_for_html", "PALETTE", "ULP_CLASSES"]
+__all__ = ["ulp_bars", "ratio_vs_magnitude", "svg_for_html", "style_of", "PALETTE", "MARKERS", "ULP_CLASSES"]
 
-#: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), for quantities that fail.
+#: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies).
 PALETTE = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+#: Markers, cycled at a different period from the colours: (colour, marker) pairs stay distinct for 56 quantities.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _GREY = "#9aa3ad"
 _RC = {
-    "svg.fonttype": "path",
+    "svg.fonttype": "none",  # text as text: a tenth of the bytes of glyph outlines, and searchable
     "font.family": "DejaVu Sans",
     "font.size": 8.5,
     "axes.titlesize": 9.5,
@@ -55,7 +60,28 @@ def _render(fig: object, salt: str) -> str:
         FigureCanvasSVG(fig)  # attaches the canvas
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "gradconform", "Title": salt},  # type: ignore[attr-defined]
                     bbox_inches="tight", pad_inches=0.08)
-    return buf.getvalue()
+    return _compact(buf.getvalue())
+
+
+_DECIMALS = re.compile(r"(\d\.\d)\d+")
+_TAG = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"\s+")
+_BETWEEN_TAGS = re.compile(r">\s+<")
+_GROUP_ID = re.compile(r'<g id="[^"]*">')
+_USE_RUN = re.compile(r'(?:<use [^>]*? style="([^"]*)"/>)(?:<use [^>]*? style="\1"/>)+')
+_USE_STYLE = re.compile(r' style="[^"]*"/>')
+
+
+def _compact(svg: str) -> str:
+    """matplotlib's SVG, a third of the size: coordinates to 0.1 px (a tenth of a screen pixel), no indentation,
+    no ids on groups (nothing refers to them; clip paths and markers keep theirs), the style of a run of
+    markers written once. Truncated, not rounded:
+    the figure moves by less than 0.1 px."""
+    out = _TAG.sub(lambda m: _SPACES.sub(" ", _DECIMALS.sub(r"\1", m.group(0))), svg)  # in tags only: text keeps its digits
+    out = _GROUP_ID.sub("<g>", out)
+    out = _BETWEEN_TAGS.sub("><", out)
+    # a run of markers of one style: the style once, on a group around them (fill and stroke inherit)
+    return _USE_RUN.sub(lambda m: f'<g style="{m.group(1)}">' + _USE_STYLE.sub("/>", m.group(0)) + "</g>", out)
 
 
 def _figure(width: float, height: float) -> object:
@@ -143,48 +169,54 @@ def ratio_vs_magnitude(regime: str, dtypes: Sequence[str], quantities: Sequence[
                        sweep: str = "") -> str | None:
     """Worst error/allowed per quantity against the regime's magnitude, a panel per dtype."""
     import matplotlib
-    from matplotlib.ticker import FixedLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     present = [d for d in dtypes if any(series.get((regime, d, q)) for q in quantities)]
     if not present:
         return None
     failing = [q for q in quantities if any(r > 1 for d in present for _, r in series.get((regime, d, q), ()))]
-    colours = {q: PALETTE[i % len(PALETTE)] for i, q in enumerate(failing)}
+    styles = {q: style_of(i) for i, q in enumerate(failing)}
+    lift = {q: 1.35 ** k for k, q in enumerate(failing)}  # NaN/inf rows apart, in log scale
     mags = sorted({m for d in present for q in quantities for m, _ in series.get((regime, d, q), ())})
     with matplotlib.rc_context(_RC):
         fig = _figure(1.2 + 2.45 * len(present), 2.7)
         axes = fig.subplots(1, len(present), sharey=True, squeeze=False)[0]  # type: ignore[attr-defined]
         for ax, d in zip(axes, present):
-            ax.axhspan(1.0, _INF_Y * 3, color="#fde8e8", zorder=0)
+            ax.axhspan(1.0, _INF_Y * 1.35 ** max(len(failing), 1) * 1.5, color="#fde8e8", zorder=0)
             ax.axhline(1.0, color="#b91c1c", linestyle="--", linewidth=0.9, zorder=1)
             ax.axhline(_INF_Y, color="#d1d5db", linewidth=0.6, zorder=1)
             worst_q, worst_v, first_fail = "", -1.0, None
+            envelope: dict[float, float] = {}  # the quantities that pass: one line, their worst at each magnitude
             for q in quantities:
                 pts = series.get((regime, d, q), ())
-                if not pts:
-                    continue
-                xs = [m for m, _ in pts]
-                ys = [_y(r) for _, r in pts]
                 for m, r in pts:
                     if r > worst_v:
                         worst_q, worst_v = q, r
                     if r > 1 and (first_fail is None or m < first_fail):
                         first_fail = m
-                if q in colours:
-                    ax.plot(xs, ys, color=colours[q], linewidth=1.6, marker="o", markersize=3.5, zorder=4, label=q)
-                else:
-                    ax.plot(xs, ys, color=_GREY, linewidth=0.7, marker="o", markersize=1.8, alpha=0.8, zorder=2)
+                if not pts or q not in lift:
+                    for m, r in pts:
+                        envelope[m] = max(envelope.get(m, 0.0), _y(r))
+                    continue
+                ys = [_y(r) * (lift[q] if _y(r) == _INF_Y else 1.0) for _, r in pts]
+                colour, marker = styles[q]
+                ax.plot([m for m, _ in pts], ys, color=colour, linewidth=1.5, marker=marker, markersize=3.8, zorder=4,
+                        label=q, markevery=[i for i, (_, r) in enumerate(pts) if r > 1])  # marked where it fails
+            if envelope:
+                xs = sorted(envelope)
+                ax.plot(xs, [envelope[m] for m in xs], color=_GREY, linewidth=1.0, zorder=2,
+                        label="every other quantity (worst)")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_ylim(_FLOOR * 0.5, _INF_Y * 3)
+            ax.set_ylim(_FLOOR * 0.5, _INF_Y * 1.35 ** max(len(failing), 1) * 1.5)
             if len(mags) > 1:
                 ax.set_xlim(mags[0] / 1.6, mags[-1] * 1.6)
             ax.xaxis.set_major_locator(FixedLocator(mags))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.xaxis.set_minor_locator(NullLocator())  # minor ticks of a log axis: hundreds of elements, no information
             ax.set_xticklabels([f"{m:g}" for m in mags])
             ax.yaxis.set_major_locator(FixedLocator([_FLOOR, 1e-3, 1e-1, 1, 1e2, _INF_Y]))
             ax.set_yticklabels(["≤10⁻⁵", "10⁻³", "10⁻¹", "1", "10²", "NaN/∞"])
-            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_minor_locator(NullLocator())
             if first_fail is not None:
                 title = f"{d}: fails from {first_fail:g}"
             elif worst_v >= 0:
@@ -198,17 +230,21 @@ def ratio_vs_magnitude(regime: str, dtypes: Sequence[str], quantities: Sequence[
         axes[0].set_ylabel("error / allowed (worst case)")
         fig.subplots_adjust(bottom=0.2)  # type: ignore[attr-defined]  # room for the label below the tick labels
         fig.supxlabel("magnitude" + (f" ({sweep})" if sweep else ""), fontsize=8, color="#4b5563", y=0.0)  # type: ignore[attr-defined]
-        if failing:
-            handles, labels = [], []
-            for ax in axes:
-                for h, l in zip(*ax.get_legend_handles_labels()):
-                    if l not in labels:
-                        handles.append(h)
-                        labels.append(l)
-            fig.subplots_adjust(top=0.84)  # type: ignore[attr-defined]
-            fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False,  # type: ignore[attr-defined]
-                       bbox_to_anchor=(0.5, 0.985), fontsize=8)
+        handles, labels = [], []  # the legend names every line, the grey one included
+        for ax in axes:
+            for h, l in zip(*ax.get_legend_handles_labels()):
+                if l not in labels:
+                    handles.append(h)
+                    labels.append(l)
+        fig.subplots_adjust(top=0.84)  # type: ignore[attr-defined]
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False,  # type: ignore[attr-defined]
+                   bbox_to_anchor=(0.5, 0.985), fontsize=8)
         return _render(fig, f"ratio-{regime}")
+
+
+def style_of(index: int) -> tuple[str, str]:
+    """The colour and marker of the ``index``-th quantity of a figure: no two of the first 56 alike."""
+    return PALETTE[index % len(PALETTE)], MARKERS[index % len(MARKERS)]
 
 
 def _y(r: float) -> float:
