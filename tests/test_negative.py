@@ -71,7 +71,7 @@ def test_a_negative_identity_that_is_right_is_not_refuted(tmp_path: Path) -> Non
     assert "not refuted" in r.render()
 
     # and the conformance suite fails on it, naming the formula
-    out = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--spec", str(path), "-q", "-p",
+    out = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--gc-spec", str(path), "-q", "-p",
                           "no:cacheprovider", "-k", "test_negative_identity and mean_for_one_sample"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 1, out.stdout + out.stderr
