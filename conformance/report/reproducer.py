@@ -272,7 +272,7 @@ def _script(lib: str, stable: bool, spec: Spec, case: Mapping[str, Any], record:
         helpers = _numpy_helpers(code)
         body = body[:2] + helpers + body[2:]
     elif lib == "torch":
-        head += ["import torch"]
+        head += ["import torch", "torch.set_num_threads(1)  # as the backend runs"]
         body.append(f"dt = {_DTYPES[lib][dtype]}")
         body.append("def arr(v): return torch.tensor(v, dtype=torch.float64).to(dt).requires_grad_(True)  # exact")
         for name, v in inputs.items():
