@@ -172,3 +172,20 @@ def test_gradconform_backends_lists_versions_and_reasons(tmp_path):
         assert " no " in rows[name] and "jax is not installed (pip install 'gradconform[jax]')" in rows[name]
     if "example" in rows:
         assert "entry point (gradconform-example-backend)" in rows["example"]
+
+
+def test_the_command_line_says_an_old_name_is_deprecated_and_uses_the_new_one(capsys):
+    from types import SimpleNamespace
+
+    from conformance.views import cli
+
+    assert cli._current_name("jax-fused") == "jax"
+    err = capsys.readouterr().err
+    assert err.startswith("gradconform: warning: backend name 'jax-fused' is deprecated, use 'jax'")
+    assert cli._current_name("jax") == "jax" and capsys.readouterr().err == ""
+    # rerun of an old results file whose 'torch' was the composed loss: said, not silently compared
+    run = SimpleNamespace(info=SimpleNamespace(available=True, name="torch", description="torch, F.cross_entropy"))
+    cli._warn_if_another_backend(run, {"description": "torch, the loss exactly as written"}, "old.json")
+    assert "backend 'torch' is not the one that made old.json" in capsys.readouterr().err
+    cli._warn_if_another_backend(run, {"description": "torch, F.cross_entropy"}, "new.json")
+    assert capsys.readouterr().err == ""
