@@ -363,8 +363,8 @@ def reproducer(doc: Mapping[str, Any], spec: Spec | None, case: Mapping[str, Any
     rerun = Reproducer("shell", case_rerun_command(results_display, str(case.get("id", "?")),
                                                    str(record.get("quantity"))), "gradconform rerun")
     known = library_of(doc.get("backend", {}))
-    if known is None or spec is None:
-        return rerun
+    if known is None or spec is None or str(doc.get("backend", {}).get("device") or "cpu") != "cpu":
+        return rerun  # (a script for a GPU run would have to place every tensor: the rerun command does)
     lib, stable = known
     try:
         text = _script(lib, stable, spec, case, record, doc.get("backend", {}))
