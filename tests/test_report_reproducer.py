@@ -87,6 +87,8 @@ def test_the_reproducer_of_a_finding_prints_the_recorded_deviating_value(lib: st
         imports = set(re.findall(r"^import (\S+)", rp.text, re.M)) | set(re.findall(r"^from (\S+)", rp.text, re.M))
         assert imports <= {"numpy", "ml_dtypes", "torch", "jax", "jax.numpy"} and lib in {i.split(".")[0] for i in imports}
         record = _record_of(doc, rp.text)
+        assert record["case"] in rp.rerun and rp.what in ("minimal counterexample", "smallest failing case")
+        assert (rp.what == "minimal counterexample") == (fd.counterexample is not None)
         out = _run(rp.text, tmp_path)
         m = re.search(r"computed: (\S+) exact: (\S+)", out)
         assert m, out

@@ -27,7 +27,7 @@ from conformance.formats import FORMATS
 from conformance.spec import Spec
 
 from .findings import Finding
-from .numbers import num
+from .numbers import fmt_magnitude, fmt_value, num
 
 __all__ = ["Reproducer", "reproducer", "finding_reproducer", "library_of"]
 
@@ -38,6 +38,9 @@ class Reproducer:
     text: str
     label: str  # what it is, for the card: "numpy only", "gradconform rerun"
     what: str = ""  # which case: "minimal counterexample", "smallest failing case"
+    #: that case, for the card: "dL/dx · row · float16 · case 3887981f4b3f, magnitude 10: computed +inf, exact 0.0001"
+    case: str = ""
+    rerun: str = ""  # the gradconform command that reruns the same case
 
 
 class _Unsupported(Exception):
@@ -408,7 +411,12 @@ def finding_reproducer(doc: Mapping[str, Any], spec: Spec | None, finding: Findi
     if not case or not record:
         return Reproducer("shell", finding.worst.rerun, "gradconform rerun")
     rp = reproducer(doc, spec, case, record, results_display)
-    return Reproducer(rp.language, rp.text, rp.label, what)
+    mag = num(case.get("magnitude"))
+    where = (f"{record.get('quantity')} · {case.get('layout')} · {case.get('dtype')} · case {case.get('id')}"
+             + (f", magnitude {fmt_magnitude(mag)}" if mag is not None else "")
+             + f": computed {fmt_value(record.get('worst_got'))}, exact {fmt_value(record.get('worst_exact'))}")
+    return Reproducer(rp.language, rp.text, rp.label, what, where,
+                      case_rerun_command(results_display, str(case.get("id", "?")), str(record.get("quantity"))))
 
 
 def _mag_key(m: Any) -> float:
