@@ -42,3 +42,8 @@ class BackendNotFound(GradconformError, LookupError):
 
 class OracleError(GradconformError, ArithmeticError):
     """The oracle could not certify a value (it never returns an uncertified one)."""
+
+
+class SelectionError(GradconformError, LookupError):
+    """A selection of tests (``-k`` of ``gradconform run``, ``select`` of ``run_suite``) matches no test: running
+    nothing and reporting success would let a CI gate with a typo go green."""

@@ -111,12 +111,14 @@ def _mag_key(m: Any) -> float:
     return f if f is not None else float("-inf")
 
 
-def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path) -> Analysis:
-    """Every table of a backend report, from one results document."""
+def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path, *,
+            display: str | None = None) -> Analysis:
+    """Every table of a backend report, from one results document. ``display``: how commands name the results
+    file (default: relative to the working directory)."""
     records: list[Mapping[str, Any]] = list(doc.get("records", []))
     raw = Path(results_path).read_bytes() if Path(results_path).is_file() else b""
     results_sha = hashlib.sha256(raw).hexdigest()
-    results_display = display_path(results_path)
+    results_display = display or display_path(results_path)
     settings = doc.get("settings", {})
     spec = source.spec
 

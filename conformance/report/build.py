@@ -93,10 +93,14 @@ def render_backend_report(a: Analysis, out_dir: str | Path, *, scoreboard_link: 
         md_ratio.append((reg, name))
         html_ratio.append((reg, Markup(svg_for_html(svg, f"error over allowed against magnitude, regime {reg}"))))
 
-    reports_dir = display_path(out.parent) if out.name == a.backend else display_path(out)
+    # a backend report is always a folder of the reports folder (``build_all``, ``render_report``)
+    reports_dir = out.resolve().parent.name
     rerun_all = a.rerun_all.replace("--out reports", "--out " + shlex.quote(reports_dir), 1)
-    common = dict(a=a, reports_dir=reports_dir, rerun_all=rerun_all, max_details=MAX_FAILURE_DETAILS,
-                  grade_bin=fmt_bin)
+    # the rebuild command runs in the report's own folder: it stays right wherever the folder is copied or
+    # renamed, and rebuilds every page beside it (never a report nested in this one, never a scoreboard of one)
+    rebuild = shlex.join(["gradconform", "report", "--out", "..", Path(a.results_name).name])
+    common = dict(a=a, reports_dir=shlex.quote(reports_dir), rerun_all=rerun_all, rebuild=rebuild,
+                  max_details=MAX_FAILURE_DETAILS, grade_bin=fmt_bin)
     html = render("backend.html.j2", css=Markup(css()), figures={"ratio": html_ratio},
                   scoreboard_link=scoreboard_link, **common)
     md = render("backend.md.j2", figures={"ulp": md_ulp, "ratio": md_ratio},
@@ -131,7 +135,10 @@ def build_all(reports_dir: str | Path, loaded: Mapping[Path, Mapping[str, Any]] 
     for i, path in enumerate(paths, 1):
         _progress(f"report: reading {display_path(path)} ({i}/{len(paths)})", started)
         doc = loaded.pop(path.resolve(), None) or load_results(path)
-        analyses.append((analyse(doc, resolve_spec(doc.get("spec", {})), path), path.parent.name))
+        # commands name the file from the directory that holds the reports folder, whatever the working
+        # directory of this build: a rebuild from anywhere gives the same bytes
+        display = "/".join((root.resolve().name, path.parent.name, path.name))
+        analyses.append((analyse(doc, resolve_spec(doc.get("spec", {})), path, display=display), path.parent.name))
         del doc
     grades = {a.backend: a.grades for a, _ in analyses}
     analyses = [(replace(a, tail_findings=tail_findings(a.grades, {n: g for n, g in grades.items() if n != a.backend})),
@@ -153,7 +160,7 @@ def _progress(message: str, started: float) -> None:
 def write_scoreboard(root: Path, analyses: Sequence[tuple[Analysis, str]]) -> None:
     """The scoreboard pages of ``root`` over the analyses (and report directories) given."""
     sb = scoreboard(analyses)
-    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=display_path(root), m_verdict=_VERDICT_WORDS, grade_bin=fmt_bin)
+    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=shlex.quote(root.resolve().name), m_verdict=_VERDICT_WORDS, grade_bin=fmt_bin)
     html = render("scoreboard.html.j2", css=Markup(css()), **ctx)
     md = render("scoreboard.md.j2", **ctx)
     publish(root, {"index.html": html, "README.md": md}, {})

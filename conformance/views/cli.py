@@ -19,6 +19,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from conformance.backend import DTYPES
 from conformance.cases.generate import Case
 from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
-from conformance.errors import BackendNotFound, GradconformError
+from conformance.errors import BackendNotFound, GradconformError, SelectionError
 from conformance.execution.registry import BUILTIN, BackendRef, discover, find
 from conformance.execution.worker import Worker
 from conformance.results.document import load_results, merge, write_json_atomic
@@ -96,7 +97,11 @@ def _suite_with_pytest(ref: BackendRef, results: Path, args: argparse.Namespace)
         cmd += ["-k", " or ".join(args.select)]
     if args.workers:
         cmd += ["-n", str(args.workers)]
-    subprocess.run(cmd)
+    code = subprocess.run(cmd).returncode
+    if code == 5:  # pytest: no test collected or selected
+        raise SelectionError(f"the selection {args.select!r} matches no test of the suite")
+    if code == 4:
+        raise GradconformError(f"pytest refused the command line (exit 4; see above): {shlex.join(cmd)}")
 
 
 def _absolute(path: str | None) -> str | None:
