@@ -23,7 +23,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from conformance._version import __version__
 from conformance.backend import DTYPES
@@ -31,7 +31,7 @@ from conformance.cases.generate import Case
 from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
 from conformance.errors import BackendNotFound, GradconformError, SelectionError
-from conformance.execution.registry import BUILTIN, BackendRef, discover, find
+from conformance.execution.registry import BUILTIN, RENAMED, BackendRef, discover, find, renamed
 from conformance.execution.worker import Worker
 from conformance.results.document import load_results, merge, write_json_atomic
 from conformance.results.naming import report_dir_name
@@ -53,6 +53,15 @@ def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- backends
+
+def _current_name(name: str) -> str:
+    """``name``, or the name an old one now has, said on stderr (the deprecation notice a script's log shows)."""
+    notice = renamed(name)
+    if notice is None:
+        return name
+    print(f"gradconform: warning: {notice}", file=sys.stderr)
+    return RENAMED[name]
+
 
 def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 
@@ -125,7 +134,7 @@ def _suite_in_process(ref: BackendRef, results: Path, args: argparse.Namespace) 
 
 def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()  # the user's directory, never the package's
-    names = args.backend or list(BUILTIN)
+    names = [_current_name(n) for n in args.backend] if args.backend else list(BUILTIN)
     try:
         refs = [find(n) for n in names]
     except BackendNotFound as exc:
@@ -202,9 +211,10 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         return 2
     if spec.sha256 != doc["spec"]["sha256"]:
         print(f"warning: the spec file's hash differs from the one these results were made with", file=sys.stderr)
-    backend = args.backend or doc["backend"].get("requested") or doc["backend"]["name"]
+    backend = _current_name(args.backend or doc["backend"].get("requested") or doc["backend"]["name"])
     try:
         with Run(spec, backend, isolate=not args.no_isolate) as run:
+            _warn_if_another_backend(run, doc["backend"], args.results)
             records, bits = run.evaluate_case(case, only=[args.quantity] if args.quantity else None)
     except GradconformError as exc:
         print(f"gradconform: {exc}", file=sys.stderr)
@@ -217,6 +227,15 @@ def cmd_rerun(args: argparse.Namespace) -> int:
              _num(r.max_rel_err), r.message.splitlines()[0][:80] if r.message else ""] for r in records]
     _print_table(rows, ["quantity", "status", "error/allowed", "max ulp", "max rel err", "message"])
     return 0 if all(r.status == "pass" for r in records) else 1
+
+
+def _warn_if_another_backend(run: Run, recorded: Mapping[str, Any], results: str) -> None:
+    """Say so when the backend answering now describes itself otherwise than the one that made the results (an old
+    results file of ``torch``, say, was the composed loss, which is now ``torch-composed``)."""
+    then, now = str(recorded.get("description") or ""), run.info.description or ""
+    if run.info.available and then and now and then != now:
+        print(f"warning: backend {run.info.name!r} is not the one that made {results}: that was {then!r}, this is "
+              f"{now!r}; give --backend NAME to choose (`gradconform backends -v` describes each)", file=sys.stderr)
 
 
 def _num(x: object, fmt: str = "{:.3g}") -> str:

@@ -21,6 +21,7 @@ import pytest
 from conformance.cache.oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from conformance.cases.generate import DEFAULT_SEED
 from conformance.errors import BackendNotFound, SpecError
+from conformance.execution.registry import RENAMED, BackendRenamed, renamed
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
 from conformance.oracle.engines.base import EngineUnavailable
 from conformance.oracle.engines.select import DEFAULT_ENGINE, ENV_ORACLE, engine_names
@@ -145,6 +146,10 @@ def _activate(config: pytest.Config) -> _State:
     except SpecError as exc:
         raise pytest.UsageError(f"gradconform: the spec is invalid: {exc}") from None
     name, given = _backend_name(config)
+    notice = renamed(name)
+    if notice is not None:  # an old name: said once, at configuration, and the run goes on under the new one
+        config.issue_config_time_warning(BackendRenamed(f"gradconform: {notice}"), stacklevel=2)
+        name = RENAMED[name]
     try:
         run = Run(spec, name, seed=config.getoption("--gc-seed"), examples=config.getoption("--gc-examples"),
                   timeout=config.getoption("--gc-timeout"), isolate=not config.getoption("--gc-no-isolate"),
