@@ -42,3 +42,10 @@ class BackendNotFound(GradconformError, LookupError):
 
 class OracleError(GradconformError, ArithmeticError):
     """The oracle could not certify a value (it never returns an uncertified one)."""
+
+
+class ResultsFileError(GradconformError, ValueError):
+    """A results file cannot be used: unreadable, over a limit, not valid, or in conflict with another one.
+
+    The message names the file (where there is one) and what is wrong with it; the commands that read results
+    files print it as it is, never a traceback (docs/results.md, "Threat model")."""

@@ -19,7 +19,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from markupsafe import Markup
 
 from conformance.atomic import write_bytes_atomic
+from conformance.errors import ResultsFileError
 from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.results.naming import report_dir_name
 
 from .analysis import Analysis, analyse, display_path
 from .grades import fmt_bin, tail_findings
@@ -30,7 +32,7 @@ from .scoreboard import empty_stats, scoreboard
 from .spec_source import resolve_spec
 
 __all__ = ["build_backend_report", "write_backend_report", "build_all", "build_reports", "find_results",
-           "RESULTS_NAMES"]
+           "backend_dir", "RESULTS_NAMES"]
 
 #: What a backend's results file in a reports directory is called (``gradconform run`` writes the compressed one).
 RESULTS_NAMES = ("results.json", "results.json.gz")
@@ -93,7 +95,7 @@ def render_backend_report(a: Analysis, out_dir: str | Path, *, scoreboard_link: 
         md_ratio.append((reg, name))
         html_ratio.append((reg, Markup(svg_for_html(svg, f"error over allowed against magnitude, regime {reg}"))))
 
-    reports_dir = display_path(out.parent) if out.name == a.backend else display_path(out)
+    reports_dir = display_path(out.parent) if out.name == report_dir_name(a.backend) else display_path(out)
     rerun_all = a.rerun_all.replace("--out reports", "--out " + shlex.quote(reports_dir), 1)
     common = dict(a=a, reports_dir=reports_dir, rerun_all=rerun_all, max_details=MAX_FAILURE_DETAILS,
                   grade_bin=fmt_bin)
@@ -138,7 +140,7 @@ def build_all(reports_dir: str | Path, loaded: Mapping[Path, Mapping[str, Any]] 
                  rel) for a, rel in analyses]
     for i, (a, rel) in enumerate(analyses, 1):
         _progress(f"report: writing {display_path(root / rel)} ({i}/{len(analyses)})", started)
-        render_backend_report(a, root / rel, scoreboard_link="../index.html", scoreboard_md="../README.md")
+        render_backend_report(a, _checked_inside(root, root / rel), scoreboard_link="../index.html", scoreboard_md="../README.md")
     if analyses:
         write_scoreboard(root, analyses)
         _progress(f"report: scoreboard {display_path(root)} written", started)
@@ -165,12 +167,18 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
     root = Path(out_dir)
     loaded: dict[Path, Mapping[str, Any]] = {}
     by_backend: dict[str, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
+    names: dict[str, set[str]] = defaultdict(set)
     for p in results:
         path = Path(p)
         doc = load_results(path)
-        by_backend[str(doc.get("backend", {}).get("name", "unknown"))].append((path, doc))
-    for name, items in sorted(by_backend.items()):
-        target_dir = root / name
+        name = str(doc.get("backend", {}).get("name", "unknown"))
+        by_backend[report_dir_name(name)].append((path, doc))
+        names[report_dir_name(name)].add(name)
+    for folder, items in sorted(by_backend.items()):
+        if len(names[folder]) > 1:
+            raise ResultsFileError(f"backends {', '.join(map(repr, sorted(names[folder])))} would share the report "
+                                   f"folder {folder!r}: build their reports under different --out directories")
+        target_dir = backend_dir(root, folder)
         if len(items) == 1 and _inside(items[0][0], target_dir):
             loaded[items[0][0].resolve()] = items[0][1]
             continue  # already in place
@@ -182,6 +190,19 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
             write_json_atomic(target_dir / "results.json.gz", merged)
         loaded[(target_dir / "results.json.gz").resolve()] = merged
     return build_all(root, loaded)
+
+
+def backend_dir(root: Path, name: str) -> Path:
+    """``root/<sanitised name>``, refused unless it resolves inside ``root`` (a symlinked folder pointing out of
+    it, say): nothing a results file says may make the report write outside ``--out``."""
+    return _checked_inside(root, root / report_dir_name(name))
+
+
+def _checked_inside(root: Path, target: Path) -> Path:
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ResultsFileError(f"the report folder {target} resolves outside {root} ({target.resolve()}): "
+                               "remove that link or choose another --out")
+    return target
 
 
 def _inside(path: Path, directory: Path) -> bool:

@@ -249,7 +249,8 @@ def cmd_report(args: argparse.Namespace) -> int:
               f"(at {'/'.join(map(str, exc.absolute_path)) or 'the top level'})", file=sys.stderr)
         return 2
     for a in built:
-        print(f"{a.backend}: {out}/{a.backend}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
+        folder = report_dir_name(a.backend)  # the name as the file gives it may hold anything (a path, escapes)
+        print(f"{folder}: {out / folder}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
     print(f"scoreboard: {out}/index.html and {out}/README.md")
     return 0
 
