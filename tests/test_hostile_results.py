@@ -10,6 +10,7 @@ run (one test, one case per cell), copied and edited by hand for each case.
 from __future__ import annotations
 
 import copy
+import re
 import json
 import subprocess
 import sys
@@ -94,3 +95,72 @@ def test_cmd_report_prints_the_sanitised_folder(tiny, tmp_path):
     assert rc == 0, stderr
     assert "\x1b" not in stdout and "../" not in stdout
     assert f"{tmp_path / 'out' / '____x_31m'}/index.html" in stdout
+
+
+# ---------------------------------------------------------------------------- 2. markdown escaped, commands quoted
+
+EVIL = "<script>alert(1)</script>"
+
+
+def _evil(doc: dict[str, Any]) -> dict[str, Any]:
+    """Markup in every text field a report prints from a results file."""
+    doc = copy.deepcopy(doc)
+    doc["backend"].update(name=f"evil{EVIL}", description=f"desc{EVIL} | [x](javascript:alert(2))",
+                          versions={"lib": f"1{EVIL}"}, device=f"cpu{EVIL}")
+    doc["spec"]["title"] = f"title{EVIL}"
+    doc["environment"]["cpu"] = f"cpu{EVIL}\n# heading"
+    rec = doc["records"][0]
+    rec.update(status="error", detail="exception", message=f"boom{EVIL}\n```\n{EVIL}")
+    for r in doc["records"]:
+        r["regime"] = f"benign{EVIL}"
+    for c in doc["cases"]:
+        c["regime"] = f"benign{EVIL}"
+    return doc
+
+
+def _outside_code(markdown: str) -> str:
+    """The markdown without its fenced blocks and code spans (shown literally, whatever they hold)."""
+    markdown = re.sub(r"^```[^\n]*\n.*?^```$", "", markdown, flags=re.S | re.M)
+    return re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", markdown)
+
+
+def test_markdown_pages_escape_what_a_results_file_says(tiny, tmp_path):
+    from conformance.report import build_reports  # lazy: jinja2 and matplotlib
+
+    out = tmp_path / "out dir with spaces"
+    build_reports(out, [_write(tmp_path / "in.json", _evil(tiny))])
+    folder = next(p for p in out.iterdir() if p.is_dir())
+    pages = {"REPORT.md": (folder / "REPORT.md").read_text(), "README.md": (out / "README.md").read_text(),
+             "index.html": (folder / "index.html").read_text(), "scoreboard": (out / "index.html").read_text()}
+    for name, text in pages.items():
+        assert "<script" not in (_outside_code(text) if name.endswith(".md") else text).lower(), name
+        if name.endswith(".md"):  # no link: the brackets are escaped
+            assert not re.search(r"(?<!\\)\]\(javascript:", text), name
+    report = pages["REPORT.md"]
+    assert "evil&lt;script&gt;alert(1)&lt;/script&gt;" in report  # shown as text, not dropped
+    assert "boom&lt;script&gt;" in report
+    assert "\n```\n&lt;script" not in report and "\n# heading" not in report
+
+
+def test_printed_commands_are_shell_quoted(tiny, tmp_path):
+    import shlex
+
+    from conformance.report import build_reports  # lazy: jinja2 and matplotlib
+
+    out = tmp_path / "out dir with spaces"
+    doc = copy.deepcopy(tiny)
+    doc["backend"]["name"] = "x --out reports; rm -rf ~"
+    doc["backend"]["requested"] = "x --out reports; rm -rf ~"
+    build_reports(out, [_write(tmp_path / "in $(touch pwned).json", doc)])
+    folder = next(p for p in out.iterdir() if p.is_dir())
+    report, scoreboard = (folder / "REPORT.md").read_text(), (out / "README.md").read_text()
+    lines = [ln for ln in report.splitlines() if ln.startswith("gradconform ")]
+    assert len(lines) == 2, lines
+    rebuild, rerun_all = (shlex.split(ln) for ln in lines)
+    assert rebuild[:3] == ["gradconform", "report", "--out"] and rebuild[3].endswith("out dir with spaces")
+    assert rebuild[4].endswith("in $(touch pwned).json") or rebuild[4].endswith("results.json.gz")
+    assert rerun_all[:4] == ["gradconform", "run", "--backend", "x --out reports; rm -rf ~"]
+    assert rerun_all[4] == "--out" and rerun_all[5].endswith("out dir with spaces")
+    for cmd in ("run", "report"):
+        code = re.search(rf"`(gradconform {cmd} --out [^`]*)`", scoreboard)
+        assert code is not None and shlex.split(code.group(1))[3].endswith("out dir with spaces"), scoreboard[-400:]

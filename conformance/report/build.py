@@ -96,14 +96,23 @@ def render_backend_report(a: Analysis, out_dir: str | Path, *, scoreboard_link: 
         html_ratio.append((reg, Markup(svg_for_html(svg, f"error over allowed against magnitude, regime {reg}"))))
 
     reports_dir = display_path(out.parent) if out.name == report_dir_name(a.backend) else display_path(out)
-    rerun_all = a.rerun_all.replace("--out reports", "--out " + shlex.quote(reports_dir), 1)
-    common = dict(a=a, reports_dir=reports_dir, rerun_all=rerun_all, max_details=MAX_FAILURE_DETAILS,
+    # the last "--out reports" is the option (a quoted backend name before it may hold the same text)
+    head, sep, tail = a.rerun_all.rpartition(" --out reports")
+    rerun_all = f"{head} --out {shlex.quote(reports_dir)}{tail}" if sep else a.rerun_all
+    rebuild = _command("gradconform", "report", "--out", reports_dir, a.results_display)
+    common = dict(a=a, reports_dir=reports_dir, rerun_all=rerun_all, rebuild=rebuild, max_details=MAX_FAILURE_DETAILS,
                   grade_bin=fmt_bin)
     html = render("backend.html.j2", css=Markup(css()), figures={"ratio": html_ratio},
                   scoreboard_link=scoreboard_link, **common)
     md = render("backend.md.j2", figures={"ulp": md_ulp, "ratio": md_ratio},
                 scoreboard_link=scoreboard_md if scoreboard_md is not None else scoreboard_link, **common)
     publish(out, {"index.html": html, "REPORT.md": md}, files)
+
+
+def _command(*args: str) -> str:
+    """A command line the pages print, every argument shell-quoted (a reports path with spaces, a results file
+    named ``$(...)``: the printed line still means what it says when pasted)."""
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def find_results(reports_dir: str | Path) -> list[Path]:
@@ -155,7 +164,10 @@ def _progress(message: str, started: float) -> None:
 def write_scoreboard(root: Path, analyses: Sequence[tuple[Analysis, str]]) -> None:
     """The scoreboard pages of ``root`` over the analyses (and report directories) given."""
     sb = scoreboard(analyses)
-    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=display_path(root), m_verdict=_VERDICT_WORDS, grade_bin=fmt_bin)
+    reports_dir = display_path(root)
+    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=reports_dir, m_verdict=_VERDICT_WORDS, grade_bin=fmt_bin,
+               regen_run=_command("gradconform", "run", "--out", reports_dir),
+               regen_report=_command("gradconform", "report", "--out", reports_dir))
     html = render("scoreboard.html.j2", css=Markup(css()), **ctx)
     md = render("scoreboard.md.j2", **ctx)
     publish(root, {"index.html": html, "README.md": md}, {})
