@@ -164,3 +164,110 @@ def test_printed_commands_are_shell_quoted(tiny, tmp_path):
     for cmd in ("run", "report"):
         code = re.search(rf"`(gradconform {cmd} --out [^`]*)`", scoreboard)
         assert code is not None and shlex.split(code.group(1))[3].endswith("out dir with spaces"), scoreboard[-400:]
+
+
+# ---------------------------------------------------------------------------- 3. merge refuses what it cannot unite
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "conformance.views.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_two_conflicting_records_for_one_check_are_refused_naming_both(tiny, tmp_path):
+    from conformance.results.document import ResultsFileError, merge
+
+    other = copy.deepcopy(tiny)
+    r = other["records"][0]
+    r.update(status="fail", detail="out_of_bound")
+    for order in ((tiny, other), (other, tiny)):  # whichever comes first: no verdict by merge order
+        with pytest.raises(ResultsFileError, match=r"conflicting results for the check of .* on case "):
+            merge(order, ["a.json", "b.json"])
+    a, b = _write(tmp_path / "a.json", tiny), _write(tmp_path / "b.json", other)
+    proc = _cli("merge", str(tmp_path / "m.json"), str(a), str(b))
+    assert proc.returncode == 2 and str(a) in proc.stderr and str(b) in proc.stderr, proc.stderr
+    assert "'pass' vs 'fail'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_equal_records_in_two_files_merge(tiny):
+    from conformance.results.document import merge
+
+    merged = merge([tiny, copy.deepcopy(tiny)])
+    assert len(merged["records"]) == len(tiny["records"]) and len(merged["cases"]) == len(tiny["cases"])
+
+
+@pytest.mark.parametrize("what, path, value", [
+    ("examples", ("settings", "examples"), 7), ("safety factor", ("settings", "safety_factor"), 99.0),
+    ("oracle engine", ("oracle", "engine"), "flint-arb"), ("harness version", ("harness", "version"), "9.9.9"),
+    ("seed", ("settings", "seed"), 1), ("spec hash", ("spec", "sha256"), "0" * 64)])
+def test_files_of_different_runs_are_refused_naming_the_difference(tiny, what, path, value):
+    from conformance.results.document import ResultsFileError, merge
+
+    other = copy.deepcopy(tiny)
+    other[path[0]][path[1]] = value
+    with pytest.raises(ResultsFileError, match=rf"x\.json and y\.json differ in {what} \("):
+        merge([tiny, other], ["x.json", "y.json"])
+
+
+def test_the_merge_docstring_names_the_schema_where_it_is():
+    import conformance.results.document as document
+
+    assert "conformance/results/schema.json" in document.__doc__
+    assert (REPO / "conformance" / "results" / "schema.json").is_file()
+
+
+# ---------------------------------------------------------------------------- 6. hostile files: messages, no tracebacks
+
+def _hostile_files(tiny: dict[str, Any], tmp: Path) -> dict[str, Path]:
+    import gzip
+
+    text = json.dumps(tiny)
+    files = {}
+    blob = gzip.compress(text.encode())
+    (files.setdefault("truncated.gz", tmp / "truncated.json.gz")).write_bytes(blob[: len(blob) // 2])
+    (files.setdefault("deep", tmp / "deep.json")).write_text("[" * 200_000 + "]" * 200_000)
+    nested = copy.deepcopy(tiny)
+    nested["environment"]["deep"] = json.loads("[" * 100 + "]" * 100)  # shallow enough for json, too deep for us
+    files["nested"] = _write(tmp / "nested.json", nested)
+    huge = copy.deepcopy(tiny)
+    huge["records"][0]["max_ulp"] = 10 ** 400
+    (files.setdefault("10**400", tmp / "huge.json")).write_text(json.dumps(huge))
+    nan = copy.deepcopy(tiny)
+    nan["records"][0]["max_ratio"] = float("nan")
+    (files.setdefault("NaN", tmp / "nan.json")).write_text(json.dumps(nan))  # json.dumps writes a bare NaN
+    (files.setdefault("1e999", tmp / "overflow.json")).write_text(text.replace('"seconds": ', '"seconds": 1e999, "x": ', 1))
+    (files.setdefault("not utf-8", tmp / "latin.json")).write_bytes(b'{"schema": "\xff"}')
+    invalid = copy.deepcopy(tiny)
+    del invalid["records"][0]["status"]
+    files["schema"] = _write(tmp / "invalid.json", invalid)
+    return files
+
+
+@pytest.mark.parametrize("command", ["report", "merge", "rerun", "baseline"])
+def test_hostile_results_files_give_a_message_not_a_traceback(tiny, tmp_path, command):
+    files = _hostile_files(tiny, tmp_path)
+    good = _write(tmp_path / "good.json", tiny)
+    for label, path in files.items():
+        args = {"report": ["report", "--out", str(tmp_path / "out"), str(path)],
+                "merge": ["merge", str(tmp_path / "m.json"), str(path), str(good)],
+                "rerun": ["rerun", str(path), tiny["cases"][0]["id"]],
+                "baseline": ["baseline", str(path)]}[command]
+        proc = _cli(*args)
+        assert proc.returncode == 2, (label, proc.stdout, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("gradconform: "), (label, proc.stderr[-2000:])
+        assert str(path) in proc.stderr, (label, proc.stderr)
+        assert len(proc.stderr) < 1000, (label, len(proc.stderr))
+
+
+def test_bad_hex_in_rerun_and_a_bad_shard_in_merge_give_messages(tiny, tmp_path):
+    bad = copy.deepcopy(tiny)
+    case = bad["cases"][0]
+    first = next(iter(case["inputs"].values()))
+    first["hex"][0] = "0xnot-hex"
+    proc = _cli("rerun", str(_write(tmp_path / "hex.json", bad)), case["id"])
+    assert proc.returncode == 2 and "is malformed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    shard = copy.deepcopy(tiny)
+    shard["settings"]["shard"] = "one of three"
+    proc = _cli("merge", str(tmp_path / "m.json"), str(_write(tmp_path / "shard.json", shard)))
+    assert proc.returncode == 2 and "settings.shard is not a shard" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

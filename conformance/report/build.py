@@ -194,7 +194,7 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
         if len(items) == 1 and _inside(items[0][0], target_dir):
             loaded[items[0][0].resolve()] = items[0][1]
             continue  # already in place
-        merged = merge([doc for _, doc in items]) if len(items) > 1 else items[0][1]
+        merged = merge([doc for _, doc in items], [str(p) for p, _ in items]) if len(items) > 1 else items[0][1]
         raw = items[0][0].read_bytes() if len(items) == 1 else b""
         if raw[:2] == b"\x1f\x8b":  # one compressed file: its bytes, not a second compression of the same document
             write_bytes_atomic(target_dir / "results.json.gz", raw)

@@ -31,6 +31,7 @@ from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
 from conformance.errors import BackendNotFound, GradconformError
 from conformance.execution.registry import BUILTIN, BackendRef, discover, find
+from conformance.execution.sharding import parse_shard
 from conformance.execution.worker import Worker
 from conformance.results.document import load_results, merge, write_json_atomic
 from conformance.results.naming import report_dir_name
@@ -186,7 +187,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if not matches:
         print(f"gradconform: no case {args.case!r} in {args.results}", file=sys.stderr)
         return 2
-    case = Case.from_json(matches[0])
+    try:
+        case = Case.from_json(matches[0])
+    except (ValueError, TypeError, KeyError, LookupError) as exc:  # bad hex, shape or dtype in a tampered file
+        print(f"gradconform: case {args.case!r} of {args.results} is malformed ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); it cannot be rerun from this file", file=sys.stderr)
+        return 2
     try:
         if args.spec or not doc["spec"].get("text") or Path(doc["spec"].get("path") or "").is_file():
             spec = load_spec(args.spec or (doc["spec"].get("path") or None))
@@ -318,7 +324,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
             print(f"gradconform: cannot read results file {path}: {exc}", file=sys.stderr)
             return 2
     shards = sorted({d.get("settings", {}).get("shard") for d in docs} - {None})
-    counts = {s.split("/")[1] for s in shards}
+    parsed = {}
+    for doc, path in zip(docs, args.inputs):
+        shard = doc.get("settings", {}).get("shard")
+        if shard is not None:
+            try:
+                parsed[shard] = parse_shard(str(shard))
+            except ValueError as exc:
+                print(f"gradconform: {path}: settings.shard is not a shard: {exc}", file=sys.stderr)
+                return 2
+    counts = {str(p.count) for p in parsed.values()}
+    shards = sorted(parsed, key=lambda s: (parsed[s].count, parsed[s].index))
     if len(counts) > 1:
         print(f"gradconform: these files are shards of different splits ({', '.join(shards)})", file=sys.stderr)
         return 2
@@ -330,7 +346,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     try:
-        out = merge(docs)
+        out = merge(docs, args.inputs)
     except ValueError as exc:
         print(f"gradconform: {exc}", file=sys.stderr)
         return 2
@@ -338,7 +354,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     out["settings"]["shard"] = None
     if shards:
         out["settings"]["merged_shards"] = shards
-    write_json_atomic(args.out, out)
+    try:
+        write_json_atomic(args.out, out)
+    except OSError as exc:
+        print(f"gradconform: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"merged {len(docs)} results file(s) into {args.out}: {len(out['cases'])} cases, "
           f"{len(out['records'])} records")
     return 0
