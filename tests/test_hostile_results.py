@@ -271,3 +271,37 @@ def test_bad_hex_in_rerun_and_a_bad_shard_in_merge_give_messages(tiny, tmp_path)
     proc = _cli("merge", str(tmp_path / "m.json"), str(_write(tmp_path / "shard.json", shard)))
     assert proc.returncode == 2 and "settings.shard is not a shard" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------- 4. parts belong to one run
+
+def _suite(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "conformance"), "-p", "no:cacheprovider", "-q",
+           "--gc-backend", "numpy", "--gc-examples", "1", "--gc-counterexamples", "0", f"--rootdir={REPO}",
+           "-k", "test_identity and dL/dx-row-float64-benign", *extra]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("seed", ["same", "other"])
+def test_a_stale_part_of_an_earlier_run_is_ignored_and_named(tiny, tmp_path, seed):
+    out = tmp_path / "results.json"
+    stale = copy.deepcopy(tiny)
+    if seed == "other":
+        stale["settings"]["seed"] = 1  # merging it would break the run
+    else:
+        stale["records"][0].update(status="fail", detail="out_of_bound")  # merging it would flip a verdict
+        stale["records"].append(dict(stale["records"][0], quantity="stale"))
+    for name in ("results.json.part-gw0", "results.json.part-0123456789ab-gw0"):  # old and new style names
+        _write(tmp_path / name, stale)
+    proc = _suite(tmp_path, "--gc-results", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = load_results(out)
+    assert {r["status"] for r in doc["records"]} == {"pass"} and "stale" not in {r["quantity"] for r in doc["records"]}
+    assert "ignored 2 results part(s) of an earlier run" in proc.stdout + proc.stderr
+    assert (tmp_path / "results.json.part-gw0").exists()  # not ours to delete
+
+
+def test_parts_are_named_by_run_and_worker():
+    from conformance.views.pytest_plugin import part_path
+
+    assert part_path(Path("d/r.json"), "abc", "gw1") == Path("d/r.json.part-abc-gw1")
