@@ -49,3 +49,7 @@ class ResultsFileError(GradconformError, ValueError):
 
     The message names the file (where there is one) and what is wrong with it; the commands that read results
     files print it as it is, never a traceback (docs/results.md, "Threat model")."""
+
+
+class OutputError(GradconformError, OSError):
+    """A results file or report could not be written where asked; the message says where the results went."""

@@ -10,8 +10,9 @@ run (one test, one case per cell), copied and edited by hand for each case.
 from __future__ import annotations
 
 import copy
-import re
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -279,7 +280,8 @@ def _suite(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "pytest", str(REPO / "conformance"), "-p", "no:cacheprovider", "-q",
            "--gc-backend", "numpy", "--gc-examples", "1", "--gc-counterexamples", "0", f"--rootdir={REPO}",
            "-k", "test_identity and dL/dx-row-float64-benign", *extra]
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.parametrize("seed", ["same", "other"])
@@ -305,3 +307,88 @@ def test_parts_are_named_by_run_and_worker():
     from conformance.views.pytest_plugin import part_path
 
     assert part_path(Path("d/r.json"), "abc", "gw1") == Path("d/r.json.part-abc-gw1")
+
+
+# ---------------------------------------------------------------------------- 5. unwritable outputs: before the run
+
+def _blockers(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """Outputs that cannot be written, even by root: (--gc-results value, --gc-report value)."""
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-dir").mkdir()
+    return {"a file where a directory is wanted": (str(tmp_path / "a-file" / "results.json"), str(tmp_path / "a-file")),
+            "a directory where a file is wanted": (str(tmp_path / "a-dir"), str(tmp_path / "a-file" / "sub"))}
+
+
+@pytest.mark.parametrize("option", ["--gc-results", "--gc-report"])
+def test_an_unwritable_output_stops_pytest_before_the_run(tmp_path, option):
+    for why, (results, report) in _blockers(tmp_path).items():
+        proc = _suite(tmp_path, option, results if option == "--gc-results" else report)
+        assert proc.returncode == pytest.ExitCode.USAGE_ERROR, (why, proc.stdout[-2000:], proc.stderr[-2000:])
+        assert f"gradconform: {option}" in proc.stderr and "nothing was run" in proc.stderr, proc.stderr
+        assert "passed" not in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_an_unwritable_run_out_stops_before_the_run(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    proc = _cli("run", "--backend", "numpy", "--out", str(tmp_path / "a-file"), "-k", "dL/dx-row-float64-benign")
+    assert proc.returncode == 2 and "is a file, and a directory is wanted" in proc.stderr, proc.stderr
+    assert "running the conformance suite" not in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_a_late_write_failure_keeps_the_results_and_says_where(tiny, tmp_path):
+    from conformance.results.document import write_results
+
+    (tmp_path / "a-file").write_text("x")
+    target = tmp_path / "a-file" / "results.json.gz"  # became unwritable during the run
+    written, problem = write_results(target, tiny)
+    try:
+        assert problem is not None and str(target) in problem
+        assert written != target and written.name.endswith(".json.gz")
+        assert load_results(written) == tiny
+    finally:
+        written.unlink()
+    written, problem = write_results(tmp_path / "ok.json", tiny)
+    assert problem is None and written == tmp_path / "ok.json"
+
+
+def test_the_plugin_falls_back_when_the_results_cannot_be_written_at_the_end(tmp_path):
+    # the folder is writable when the run starts and replaced by a file when the test body runs
+    conftest = tmp_path / "conftest_late.py"
+    conftest.write_text(
+        "import shutil, pathlib\n"
+        "def pytest_runtest_teardown(item):\n"
+        f"    d = pathlib.Path({str(tmp_path / 'out')!r})\n"
+        "    if d.is_dir():\n"
+        "        shutil.rmtree(d)\n"
+        "    d.write_text('now a file')\n")
+    proc = _suite(tmp_path, "--gc-results", str(tmp_path / "out" / "results.json"), "-p", "conftest_late")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == pytest.ExitCode.INTERNAL_ERROR, out[-3000:]
+    m = re.search(r"the results of this run are in (\S+\.json)", out)
+    assert m is not None and "cannot write" in out, out[-3000:]
+    fallback = Path(m.group(1))
+    try:
+        assert {r["status"] for r in load_results(fallback)["records"]} == {"pass"}
+    finally:
+        fallback.unlink()
+
+
+# ---------------------------------------------------------------------------- 7. what a backend says of itself
+
+@pytest.mark.parametrize("cls, versions", [("FloatVersions", {"version": "1.5"}), ("NoneVersions", {}),
+                                           ("OddVersions", None), ("OddName", None)])
+def test_a_backend_that_describes_itself_oddly_still_gets_a_valid_results_file(tmp_path, cls, versions):
+    from conformance.execution.wire import VERSION_LIMIT
+
+    out = tmp_path / "results.json"
+    proc = _suite(tmp_path, "--gc-backend", f"tests.hostile_backends:{cls}", "--gc-results", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = load_results(out)  # validated against the schema
+    backend = doc["backend"]
+    assert backend["available"] and {r["status"] for r in doc["records"]} == {"pass"}
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in backend["versions"].items())
+    if versions is not None:
+        assert backend["versions"] == versions
+    if cls == "OddVersions":
+        assert backend["versions"]["lib"] == "" and backend["versions"]["2"] == "3.5"
+        assert len(backend["versions"]["long"]) < VERSION_LIMIT + 40 and "truncated" in backend["versions"]["long"]

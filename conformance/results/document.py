@@ -23,6 +23,7 @@ import os
 import platform
 import stat
 import sys
+import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -34,7 +35,7 @@ from conformance.atomic import write_bytes_atomic
 from conformance.errors import ResultsFileError
 
 __all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
-           "validate", "ResultsFileError", "MAX_RESULTS_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "MERGE_KEYS"]
+           "validate", "write_results", "ResultsFileError", "MAX_RESULTS_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "MERGE_KEYS"]
 
 SCHEMA = "gradconform-results/1"
 
@@ -153,6 +154,20 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
     else:
         blob = (json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
     return write_bytes_atomic(p, blob)
+
+
+def write_results(path: str | Path, data: Mapping[str, Any]) -> tuple[Path, str | None]:
+    """Write a results document to ``path``; if that fails (a full disk, a folder removed during the run), to a
+    new file in the system's temporary directory instead, so that the verdicts of a long run are not lost.
+    Returns where it was written and, after a fallback, why ``path`` could not be (for the caller to print)."""
+    try:
+        return write_json_atomic(path, data), None
+    except OSError as exc:
+        problem = f"cannot write {path} ({exc.strerror or exc})"
+    suffix = ".json.gz" if Path(path).name.endswith(".gz") else ".json"
+    fd, fallback = tempfile.mkstemp(prefix="gradconform-results-", suffix=suffix)
+    os.close(fd)
+    return write_json_atomic(fallback, data), problem
 
 
 def _schema() -> dict[str, Any]:

@@ -29,11 +29,12 @@ from conformance.backend import DTYPES
 from conformance.cases.generate import Case
 from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
-from conformance.errors import BackendNotFound, GradconformError
+from conformance.errors import BackendNotFound, GradconformError, OutputError
 from conformance.execution.registry import BUILTIN, BackendRef, discover, find
 from conformance.execution.sharding import parse_shard
 from conformance.execution.worker import Worker
-from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.atomic import output_problem
+from conformance.results.document import load_results, merge, write_json_atomic, write_results
 from conformance.results.naming import report_dir_name
 from conformance.run.run import Run
 from conformance.spec import load_spec, load_spec_text, spec_dir
@@ -115,7 +116,9 @@ def _suite_in_process(ref: BackendRef, results: Path, args: argparse.Namespace) 
                        oracle=args.oracle, cache=args.oracle_cache, progress=progress)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    result.write(results)
+    written, problem = write_results(results, result.document)
+    if problem is not None:
+        raise OutputError(f"{problem}; the results of this run are in {written}")
     print(f"   {', '.join(f'{n} {s}' for s, n in sorted(result.counts().items()))}", flush=True)
 
 
@@ -130,6 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.xfails_file and (args.workers or args.shard):
         print("gradconform: --xfails-file is not combined with -n or --shard here; use "
               "`pytest --pyargs conformance --gc-xfails-file FILE -n N`", file=sys.stderr)
+        return 2
+    problem = output_problem(out, directory=True)
+    if problem is not None:
+        print(f"gradconform: --out {args.out}: {problem}; choose another directory (nothing was run)", file=sys.stderr)
         return 2
     ran: list[str] = []
     for ref in refs:

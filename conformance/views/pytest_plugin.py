@@ -26,7 +26,8 @@ from conformance.errors import BackendNotFound, SpecError
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
 from conformance.oracle.engines.base import EngineUnavailable
 from conformance.oracle.engines.select import DEFAULT_ENGINE, ENV_ORACLE, engine_names
-from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.atomic import output_problem
+from conformance.results.document import load_results, merge, write_results
 from conformance.results.naming import report_dir_name, scheduling_scope
 from conformance.run.collector import TestRecord
 from conformance.run.run import Run
@@ -157,6 +158,14 @@ def _activate(config: pytest.Config) -> _State:
                   cache_dir=resolve_cache_dir(config.getoption("--gc-oracle-cache")))
     except (BackendNotFound, EngineUnavailable) as exc:
         raise pytest.UsageError(f"gradconform: {exc}") from None
+    base = config.invocation_params.dir
+    for option, directory in (("--gc-results", False), ("--gc-report", True)):
+        if config.getoption(option):
+            problem = output_problem(base / config.getoption(option), directory=directory)
+            if problem is not None:  # found now, not after the whole run
+                run.close()
+                raise pytest.UsageError(f"gradconform: {option} {config.getoption(option)}: {problem}; choose "
+                                        "another path (nothing was run)")
     items = plan(spec)
     xfails = None
     if config.getoption("--gc-xfails-file"):
@@ -326,6 +335,16 @@ def part_path(path: Path, run_id: str, worker: str) -> Path:
     return path.with_name(f"{path.name}.part-{run_id}-{worker}")
 
 
+def _save(session: pytest.Session, path: Path, doc: dict[str, Any]) -> Path:
+    """Write the results to ``path``, or where :func:`write_results` falls back to (said, and the run's exit
+    status is then not 0: a CI gate must not read an old file as this run's)."""
+    written, problem = write_results(path, doc)
+    if problem is not None:
+        _warn(session.config, f"gradconform: {problem}; the results of this run are in {written}")
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    return written
+
+
 def _warn(config: pytest.Config, message: str) -> None:
     """A line in the terminal (or on stderr without one): a notice, not a failure of the run."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -349,7 +368,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         worker = getattr(config, "workerinput", None)
         if worker is not None:  # an xdist worker writes its part; the controller merges
             if run.groups or run.collector.has("tests"):
-                write_json_atomic(part_path(path, run_id, str(worker["workerid"])), run.document())
+                _save(session, part_path(path, run_id, str(worker["workerid"])), run.document())
             return
         parts = sorted(path.parent.glob(f"{path.name}.part-{run_id}-*"))
         stale = sorted(set(path.parent.glob(f"{path.name}.part-*")) - set(parts))
@@ -359,13 +378,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                           "delete them")
         own = run.groups or not parts
         docs = ([run.document()] if own else []) + [load_results(p) for p in parts]
-        write_json_atomic(path, merge(docs, (["this run"] if own else []) + [str(p) for p in parts]))
+        written = _save(session, path, merge(docs, (["this run"] if own else []) + [str(p) for p in parts]))
         for p in parts:
             p.unlink()
-        if config.getoption("--gc-report"):
+        if config.getoption("--gc-report") and written == path:
             from conformance.report import build_backend_report  # lazy: jinja2 and matplotlib, only with --gc-report
 
-            build_backend_report(path, path.parent)
+            try:
+                build_backend_report(path, path.parent)
+            except OSError as exc:
+                _warn(config, f"gradconform: the results are in {path}, but the report could not be written "
+                              f"({exc}); rebuild it with `gradconform report`")
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     finally:
         run.close()
 
