@@ -35,6 +35,7 @@ import numpy as np
 from conformance.backend import NotSupported, Request
 from conformance.execution.registry import BackendLoadError, BackendRef, load
 from conformance.execution.wire import (FRAME, MAX_FRAME_BYTES, BackendInfo, ProtocolError, Reply, cap_message,
+                                        versions_dict,
                                         decode_info, decode_reply, decode_requests, encode_close, encode_info,
                                         encode_reply, encode_requests, unpack)
 
@@ -61,7 +62,7 @@ def _describe(ref: BackendRef) -> tuple[Any, BackendInfo]:
             name=str(getattr(backend, "name", ref.name)), target=ref.target, source=ref.source,
             available=reason is None, reason=cap_message(str(reason or "")),
             description=cap_message(str(getattr(backend, "description", ""))),
-            versions={str(k): str(v) for k, v in dict(versions).items()},
+            versions=versions_dict(versions),
             dtypes=tuple(sorted(str(d) for d in backend.dtypes())) if hasattr(backend, "dtypes") else (),
             devices=tuple(str(d) for d in backend.devices()) if hasattr(backend, "devices") else ("cpu",),
         )
