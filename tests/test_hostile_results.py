@@ -391,3 +391,25 @@ def test_a_backend_that_describes_itself_oddly_still_gets_a_valid_results_file(t
     if cls == "OddVersions":
         assert backend["versions"]["lib"] == "" and backend["versions"]["2"] == "3.5"
         assert len(backend["versions"]["long"]) < VERSION_LIMIT + 40 and "truncated" in backend["versions"]["long"]
+
+
+def test_a_part_of_this_run_that_conflicts_keeps_every_piece_and_says_so(tiny, tmp_path):
+    bad = copy.deepcopy(tiny)
+    bad["records"][0].update(status="fail", detail="out_of_bound")
+    _write(tmp_path / "bad.json", bad)
+    out = tmp_path / "results.json"
+    (tmp_path / "conftest_badpart.py").write_text(
+        "import shutil\n"
+        "from pathlib import Path\n"
+        "from conformance.views.pytest_plugin import _run_id_key, part_path\n"
+        "def pytest_runtest_teardown(item):\n"
+        f"    target = part_path(Path({str(out)!r}), item.config.stash[_run_id_key], 'gw9')\n"
+        f"    shutil.copy({str(tmp_path / 'bad.json')!r}, target)\n")
+    proc = _suite(tmp_path, "--gc-results", str(out), "-p", "conftest_badpart")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == pytest.ExitCode.INTERNAL_ERROR, text[-3000:]
+    assert "the parts of this run cannot be merged" in text and "conflicting results" in text, text[-3000:]
+    assert "Traceback" not in text and not out.exists()
+    mine = [p for p in tmp_path.glob("results.json.part-*-controller")]
+    assert len(mine) == 1 and {r["status"] for r in load_results(mine[0])["records"]} == {"pass"}
+    assert len(list(tmp_path.glob("results.json.part-*-gw9"))) == 1
