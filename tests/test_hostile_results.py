@@ -240,6 +240,9 @@ def _hostile_files(tiny: dict[str, Any], tmp: Path) -> dict[str, Path]:
     invalid = copy.deepcopy(tiny)
     del invalid["records"][0]["status"]
     files["schema"] = _write(tmp / "invalid.json", invalid)
+    regimes = copy.deepcopy(tiny)
+    regimes["settings"]["regimes"] = 5  # the schema types settings too (a report iterates them)
+    files["settings"] = _write(tmp / "settings.json", regimes)
     return files
 
 
