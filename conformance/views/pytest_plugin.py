@@ -384,7 +384,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         own = run.groups or not parts
         mine = [run.document()] if own else []
         try:
-            merged = merge(mine + [load_results(p) for p in parts], (["this run"] if own else []) + [str(p) for p in parts])
+            names = (["this run"] if own else []) + [str(p) for p in parts]
+            merged = merge(mine + [load_results(p) for p in parts], names)
         except (OSError, ResultsFileError) as exc:  # a part changed or removed under the run: keep every piece
             if mine:
                 _save(session, part_path(path, run_id, "controller"), mine[0])
