@@ -323,6 +323,8 @@ def merge(docs: Iterable[Mapping[str, Any]], names: Iterable[str] | None = None)
     if not docs:
         raise ResultsFileError("nothing to merge")
     labels = list(names) if names is not None else [f"file {i}" for i in range(1, len(docs) + 1)]
+    if len(labels) != len(docs):
+        raise ValueError(f"merge: {len(docs)} documents but {len(labels)} names")  # a caller's mistake, not a file's
     first = docs[0]
     for doc, label in zip(docs[1:], labels[1:]):
         for what, path in MERGE_KEYS:
