@@ -30,7 +30,8 @@ def test_an_exception_for_one_quantity_is_that_quantitys_error_only(isolate):
     assert {r.quantity for r in mine} == W1_GRADIENTS
     assert all(r.status == ERROR and r.detail == "exception" for r in mine)
     assert all(r.message == f"NotImplementedError: {MESSAGE}" for r in mine), mine[0].message
-    assert others and all(r.status == PASS for r in others), [(r.quantity, r.status) for r in others if r.status != PASS]
+    assert others and all(r.status == PASS for r in others), [(r.quantity, r.status) for r in others
+                                                              if r.status != PASS]
 
 
 @pytest.mark.parametrize("prop,layout", applicable_properties(SPEC))

@@ -3,7 +3,8 @@
 Each implementation in :data:`tests.accuracy_backends.CORRECT` is a way people
 really write this network: another summation order (reversed, pairwise,
 BLAS-blocked), another association of the matrix chains, float64 accumulation,
-the bias added inside the accumulator, sigmoid as 1 / (1 + exp(-a)),
+the bias added inside the accumulator, last or first (gemm with beta = 1,
+sequentially or by fused multiply-add), sigmoid as 1 / (1 + exp(-a)),
 sigmoid' as h (1 - h) or sigmoid(a) sigmoid(-a), softmax through a
 reciprocal or as exp(log_softmax), the reverse-mode graph of the fused or of
 the composed loss, everything computed in a wider type and rounded at the end.

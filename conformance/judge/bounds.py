@@ -17,7 +17,8 @@ rule; in short:
 * every inner product or sum of k terms adds ``gamma_k(u_acc) |A| |B|``,
   gamma_k = k u / (1 - k u), with the unit roundoff of the accumulation dtype
   (float32 for float16 and bfloat16, as the spec says); valid for any order
-  of summation, blocking or fused multiply-add;
+  of summation, blocking or fused multiply-add; ``A @ B + c`` is one sum of
+  k + 1 terms, gamma_{k+1} (|A||B| + |c|), wherever the bias is added;
 * products are bounded with the absolute *chains* |A||B||C| (:meth:`ErrorBounds.absval`),
   so that the bound does not depend on how a backend associates a product of matrices;
 * every elementary function adds ``c u |v|``, c from the spec under the primitive's
@@ -183,12 +184,9 @@ class ErrorBounds:
         x, y = self.value(e.left), self.value(e.right)
         ex, ey = self.bound(e.left), self.bound(e.right)
         if e.op in "+-":
+            # a sum is exact when it underflows (gradual underflow), but flushed to zero by FTZ backends
             biased = _biased_product(e)
-            if biased is not None:
-                out = self._biased_product_bound(*biased, av)
-            else:
-                # a sum is exact when it underflows (gradual underflow), but flushed to zero by FTZ backends
-                out = ex + ey + self.u * av + self.eta
+            out = self._biased_product_bound(*biased, av) if biased else ex + ey + self.u * av + self.eta
             if self._xent is not None and self._is_xent_gradient(e):
                 out = out + self._reverse_mode_allowance()
             return out
