@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +25,7 @@ from .failures import FailureGroup, failure_groups
 from .findings import Finding, findings
 from .grades import Grade, GradeCell, TailFinding, grade_cells, overall_grade
 from .numbers import num
+from .reproducer import Reproducer, finding_reproducer
 from .spec_source import SpecSource
 from .stats import DTYPE_ORDER, FAILING, STATUSES, Stats, stats
 
@@ -99,6 +100,7 @@ class Analysis:
     tail_findings: tuple[TailFinding, ...] = ()  # filled in by the build, which sees every backend
     available: bool = True
     unavailable_reason: str = ""
+    reproducers: Mapping[str, Reproducer] = field(default_factory=dict)  # finding anchor -> its reproducer
 
     @property
     def verdict(self) -> str:
@@ -209,6 +211,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
     if spec is not None:
         regime_desc = {n: r.description for n, r in spec.regimes.items()}
     grades = grade_cells(records, q_rank, dtypes, regimes)
+    found = findings(failures, q_rank, dtypes, regimes, regime_desc)
 
     backend = doc.get("backend", {})
     return Analysis(
@@ -222,7 +225,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         by_quantity={q: stats(v) for q, v in by_q.items()},
         regime_rows=tuple(regime_rows), regime_breaks=tuple(breaks), regime_descriptions=regime_desc,
         regime_sweeps=regime_sweeps(source), failures=failures,
-        findings=findings(failures, q_rank, dtypes, regimes, regime_desc), grades=grades, grade=overall_grade(grades),
+        findings=found, grades=grades, grade=overall_grade(grades),
         ulp_hists={k: tuple(v) for k, v in sorted(hists.items())},
         ratio_by_magnitude={k: tuple(sorted(v.items())) for k, v in sorted(ratio_mag.items())},
         tolerance=tolerance(source, doc, dtypes), spec_source=source,
@@ -230,6 +233,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         uninformative={d: (v[0], v[1]) for d, v in sorted(uninf.items(), key=lambda kv: dt_index.get(kv[0], 99))},
         rerun_all=rerun_all_command(doc), partial=partial_reason(doc, records, quantities),
         available=bool(backend.get("available", True)), unavailable_reason=str(backend.get("reason", "")),
+        reproducers={f.anchor: finding_reproducer(doc, spec, f, results_display) for f in found},
     )
 
 
@@ -253,8 +257,8 @@ def partial_reason(doc: Mapping[str, Any], records: list[Mapping[str, Any]],
     if settings.get("shard"):
         return f"shard {settings['shard']} of the suite"
     missing = []
-    for key, field in (("dtypes", "dtype"), ("regimes", "regime"), ("layouts", "layout")):
-        seen = {r[field] for r in records}
+    for key, attr in (("dtypes", "dtype"), ("regimes", "regime"), ("layouts", "layout")):
+        seen = {r[attr] for r in records}
         lacking = [x for x in settings.get(key) or () if x not in seen]
         if lacking:
             missing.append(f"{key} {', '.join(lacking)}")
