@@ -160,10 +160,10 @@ def test_printed_commands_are_shell_quoted(tiny, tmp_path):
     rebuild, rerun_all = (shlex.split(ln) for ln in lines)
     assert rebuild == ["gradconform", "report", "--out", "..", "results.json.gz"]  # run in the report's folder
     assert rerun_all[:4] == ["gradconform", "run", "--backend", "x --out reports; rm -rf ~"]
-    assert rerun_all[4:6] == ["--out", "out dir with spaces"]  # the reports folder, by its name
-    run = re.search(r"`(gradconform run --out [^`]*)`", scoreboard)
-    assert run is not None and shlex.split(run.group(1))[3] == "out dir with spaces", scoreboard[-400:]
-    assert "`gradconform report --out .`" in scoreboard
+    assert rerun_all[4:6] == ["--out", "out dir with spaces"]
+    for cmd, where in (("run", "out dir with spaces"), ("report", ".")):
+        code = re.search(rf"`(gradconform {cmd} --out [^`]*)`", scoreboard)
+        assert code is not None and shlex.split(code.group(1))[3] == where, scoreboard[-400:]
 
 
 # ---------------------------------------------------------------------------- 3. merge refuses what it cannot unite
@@ -240,6 +240,9 @@ def _hostile_files(tiny: dict[str, Any], tmp: Path) -> dict[str, Path]:
     invalid = copy.deepcopy(tiny)
     del invalid["records"][0]["status"]
     files["schema"] = _write(tmp / "invalid.json", invalid)
+    regimes = copy.deepcopy(tiny)
+    regimes["settings"]["regimes"] = 5  # the schema types settings too (a report iterates them)
+    files["settings"] = _write(tmp / "settings.json", regimes)
     return files
 
 
@@ -334,6 +337,12 @@ def test_an_unwritable_run_out_stops_before_the_run(tmp_path):
     assert "running the conformance suite" not in proc.stdout and "Traceback" not in proc.stderr
 
 
+def test_an_unwritable_report_out_is_a_message(tiny, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    rc, stdout, stderr = _report(tmp_path / "a-file", _write(tmp_path / "in.json", tiny))
+    assert rc == 2 and "is a file, and a directory is wanted" in stderr and "Traceback" not in stderr, stderr
+
+
 def test_a_late_write_failure_keeps_the_results_and_says_where(tiny, tmp_path):
     from conformance.results.document import write_results
 
@@ -391,3 +400,25 @@ def test_a_backend_that_describes_itself_oddly_still_gets_a_valid_results_file(t
     if cls == "OddVersions":
         assert backend["versions"]["lib"] == "" and backend["versions"]["2"] == "3.5"
         assert len(backend["versions"]["long"]) < VERSION_LIMIT + 40 and "truncated" in backend["versions"]["long"]
+
+
+def test_a_part_of_this_run_that_conflicts_keeps_every_piece_and_says_so(tiny, tmp_path):
+    bad = copy.deepcopy(tiny)
+    bad["records"][0].update(status="fail", detail="out_of_bound")
+    _write(tmp_path / "bad.json", bad)
+    out = tmp_path / "results.json"
+    (tmp_path / "conftest_badpart.py").write_text(
+        "import shutil\n"
+        "from pathlib import Path\n"
+        "from conformance.views.pytest_plugin import _run_id_key, part_path\n"
+        "def pytest_runtest_teardown(item):\n"
+        f"    target = part_path(Path({str(out)!r}), item.config.stash[_run_id_key], 'gw9')\n"
+        f"    shutil.copy({str(tmp_path / 'bad.json')!r}, target)\n")
+    proc = _suite(tmp_path, "--gc-results", str(out), "-p", "conftest_badpart")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == pytest.ExitCode.INTERNAL_ERROR, text[-3000:]
+    assert "the parts of this run cannot be merged" in text and "conflicting results" in text, text[-3000:]
+    assert "Traceback" not in text and not out.exists()
+    mine = [p for p in tmp_path.glob("results.json.part-*-controller")]
+    assert len(mine) == 1 and {r["status"] for r in load_results(mine[0])["records"]} == {"pass"}
+    assert len(list(tmp_path.glob("results.json.part-*-gw9"))) == 1

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import stat
 import sys
 import tempfile
@@ -35,7 +36,8 @@ from conformance.atomic import write_bytes_atomic
 from conformance.errors import ResultsFileError
 
 __all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
-           "validate", "write_results", "ResultsFileError", "MAX_RESULTS_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "MERGE_KEYS"]
+           "validate", "write_results", "ResultsFileError", "MAX_RESULTS_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS",
+           "MERGE_KEYS"]
 
 SCHEMA = "gradconform-results/1"
 
@@ -223,8 +225,11 @@ def read_json(path: str | Path, *, max_bytes: int = MAX_RESULTS_BYTES) -> Any:
         if len(raw) > max_bytes:
             raise ResultsFileError(f"{p}: decompresses to over {max_bytes} bytes, the limit for a results file")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float,
-                          parse_int=_bounded_int)
+        text = raw.decode("utf-8")
+        # the integer hook costs a third of the parse: only text with a long run of digits somewhere needs it
+        long_digits = _LONG_DIGITS.search(text) is not None
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
+                          parse_int=_bounded_int if long_digits else None)
     except UnicodeDecodeError as exc:
         raise ResultsFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except RecursionError:
@@ -234,6 +239,9 @@ def read_json(path: str | Path, *, max_bytes: int = MAX_RESULTS_BYTES) -> Any:
         raise ResultsFileError(f"{p}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except ResultsFileError as exc:
         raise ResultsFileError(f"{p}: {exc}") from None
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 
 
 def _no_constant(name: str) -> Any:

@@ -276,6 +276,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
               f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
         return 2
+    problem = output_problem(out, directory=True)
+    if problem is not None:
+        print(f"gradconform: --out {args.out}: {problem}; choose another directory", file=sys.stderr)
+        return 2
     try:
         built = build_reports(out, args.results)
     except (OSError, ValueError) as exc:  # unreadable or invalid results files, mismatched shards

@@ -22,7 +22,7 @@ import pytest
 
 from conformance.cache.oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from conformance.cases.generate import DEFAULT_SEED
-from conformance.errors import BackendNotFound, SpecError
+from conformance.errors import BackendNotFound, ResultsFileError, SpecError
 from conformance.execution.registry import RENAMED, BackendRenamed, renamed
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
 from conformance.oracle.engines.base import EngineUnavailable
@@ -382,8 +382,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                           f"({', '.join(p.name for p in stale[:3])}{', ...' if len(stale) > 3 else ''}); "
                           "delete them")
         own = run.groups or not parts
-        docs = ([run.document()] if own else []) + [load_results(p) for p in parts]
-        written = _save(session, path, merge(docs, (["this run"] if own else []) + [str(p) for p in parts]))
+        mine = [run.document()] if own else []
+        try:
+            names = (["this run"] if own else []) + [str(p) for p in parts]
+            merged = merge(mine + [load_results(p) for p in parts], names)
+        except (OSError, ResultsFileError) as exc:  # a part changed or removed under the run: keep every piece
+            if mine:
+                _save(session, part_path(path, run_id, "controller"), mine[0])
+            _warn(config, f"gradconform: the parts of this run cannot be merged into {path}: {exc}; they are left "
+                          f"beside it ({path.name}.part-{run_id}-*): fix or remove the bad one, then "
+                          "`gradconform merge`")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            return
+        written = _save(session, path, merged)
         for p in parts:
             p.unlink()
         if config.getoption("--gc-report") and written == path:
