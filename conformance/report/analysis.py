@@ -27,6 +27,7 @@ from .grades import Grade, GradeCell, TailFinding, grade_cells, overall_grade
 from .numbers import num
 from .spec_source import SpecSource
 from .stats import DTYPE_ORDER, FAILING, STATUSES, Stats, stats
+from .uninformative import UninformativeCell, uninformative_by_dtype, uninformative_cells
 
 __all__ = ["STATUSES", "FAILING", "DTYPE_ORDER", "Stats", "stats", "Analysis", "analyse", "MatrixRow", "RegimeRow",
            "RegimeBreak", "display_path"]
@@ -94,6 +95,7 @@ class Analysis:
     results_sha256: str
     results_display: str
     uninformative: Mapping[str, tuple[int, int]]  # dtype -> (components with a bound >= |exact|, components)
+    uninformative_cells: tuple[UninformativeCell, ...]  # quantity x dtype x regime cells with any (.uninformative)
     rerun_all: str = ""
     partial: str = ""  # why the run is partial (a selection of the suite), "" for a whole run
     tail_findings: tuple[TailFinding, ...] = ()  # filled in by the build, which sees every backend
@@ -145,7 +147,6 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
     by_rm: dict[tuple[str, Any, str], list[Mapping[str, Any]]] = defaultdict(list)
     hists: dict[tuple[str, str, str], list[int]] = {}
     ratio_mag: dict[tuple[str, str, str], dict[float, float]] = defaultdict(dict)
-    uninf: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in records:
         by_cell[(r["layout"], r["dtype"], r["quantity"])].append(r)
         by_ld[(r["layout"], r["dtype"])].append(r)
@@ -165,9 +166,6 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
                 ratio = float("inf")
             d = ratio_mag[(r["regime"], r["dtype"], r["quantity"])]
             d[mag] = max(d.get(mag, 0.0), ratio)
-        if r.get("components") and r["status"] in ("pass", "fail"):
-            uninf[r["dtype"]][0] += int(r.get("uninformative") or 0)
-            uninf[r["dtype"]][1] += int(r["components"])
 
     matrix = {lname: tuple(MatrixRow(q.id, q.kind, tuple(stats(by_cell.get((lname, d, q.id), [])) for d in dtypes))
                            for q in quantities[lname] if any(by_cell.get((lname, d, q.id)) for d in dtypes))
@@ -225,7 +223,8 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         ratio_by_magnitude={k: tuple(sorted(v.items())) for k, v in sorted(ratio_mag.items())},
         tolerance=tolerance(source, doc, dtypes), spec_source=source,
         results_name=Path(results_path).name, results_sha256=results_sha, results_display=results_display,
-        uninformative={d: (v[0], v[1]) for d, v in sorted(uninf.items(), key=lambda kv: dt_index.get(kv[0], 99))},
+        uninformative=uninformative_by_dtype(doc, dtypes),
+        uninformative_cells=uninformative_cells(doc, q_rank, dtypes, regimes),
         rerun_all=rerun_all_command(doc), partial=partial_reason(doc, records, quantities),
         available=bool(backend.get("available", True)), unavailable_reason=str(backend.get("reason", "")),
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from conformance.atomic import write_bytes_atomic
+from conformance.results.summary import summarize
 
 __all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
            "validate"]
@@ -223,4 +224,5 @@ def merge(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     out["records"] = list(records.values())
     for name, items in extra.items():
         out[name] = list(items.values())
+    out["summary"] = summarize(out["records"])  # of the merged records, never one part's
     return out
