@@ -44,7 +44,8 @@ class Recipe:
     order     summation order inside sums and products: "blas" (numpy/BLAS), "reverse"
               (sequential, last term first) or "pairwise" (recursive halving)
     sigmoid   "stable" (two branches on exp(-|a|)), "naive" (1 / (1 + exp(-a))),
-              fault "expratio" (exp(a) / (1 + exp(a)))
+              fault "expratio" (exp(a) / (1 + exp(a))), fault "tanh" (0.5 * (1 + tanh(a / 2)), the
+              textbook identity, which cancels for a << 0)
     dsigmoid  sigmoid' as "h-hh" (h - h*h), "h(1-h)" or "s(a)s(-a)" (sigmoid(a) * sigmoid(-a));
               "chain3" multiplies dL/dh by h and then by (1 - h), one rounding more than the spec
     softmax   "shift-div" (exp(x - max) / sum), "shift-recip" (exp(x - max) * (1 / sum)),
@@ -154,6 +155,9 @@ def _sigmoid(ar: _Arith, a: np.ndarray, form: str) -> np.ndarray:
     if form == "expratio":
         e = ar.exp(a)
         return ar.r(e / ar.r(one + e))
+    if form == "tanh":
+        t = ar.r(np.tanh(ar.r(a / ar.c(2.0)).astype(np.float64)))
+        return ar.r(ar.c(0.5) * ar.r(one + t))
     raise ValueError(form)
 
 
@@ -326,6 +330,7 @@ FAULTS: dict[str, Recipe] = {
     "rel-1e-10-dLdx": Recipe(perturb=1e-10),
     "softmax-noshift": Recipe(softmax="noshift"),
     "sigmoid-expratio": Recipe(sigmoid="expratio"),
+    "sigmoid-tanh": Recipe(sigmoid="tanh"),
 }
 
 _CLASSES: dict[str, type[VariantBackend]] = {}

@@ -93,7 +93,7 @@ class Judge:
                 else CachedBounds(self.oracle_cache, self.engine, lay, ev, case.inputs, sized, case.dtype, tol,
                                   oracle.START_BITS)
         kappa = tol.safety_factor
-        diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype)
+        diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype, regime=case.regime)
         ctx = _context(case)
         records: list[Record] = []
         items: list[tuple[str, str, Any, tuple[int, int], Identity | None]] = []
