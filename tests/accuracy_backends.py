@@ -60,6 +60,9 @@ class Recipe:
               weight gradients as sums of per-sample outer products)
     bias      "separate" (round x W, then add b) or "fused" (add b inside the accumulator)
     perturb   fault: relative error put into one gradient (dL/dx)
+    store     "nearest" (results converted to the requested dtype by rounding to nearest), fault "truncate"
+              (with ``compute`` wider: converted rounding toward zero, as a truncating bfloat16 store does;
+              within every bound, biased over many components)
     """
 
     compute: tuple[tuple[str, str], ...] = ()
@@ -73,6 +76,7 @@ class Recipe:
     assoc: str = "left"
     bias: str = "separate"
     perturb: float = 0.0
+    store: str = "nearest"
 
 
 class _Arith:
@@ -274,6 +278,19 @@ def forward_backward(inputs: Mapping[str, np.ndarray], dtype: str, recipe: Recip
 _COLUMN_VECTORS = ("x", "b1", "b2", "y")
 
 
+def _truncate(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """``x`` converted to ``dt`` rounding toward zero: where rounding to nearest went up in magnitude, one ulp
+    back (the magnitude bits of a nonzero finite float step toward zero when decremented)."""
+    y = x.astype(dt)
+    wide = x.astype(np.float64)
+    up = np.isfinite(wide) & np.isfinite(y.astype(np.float64)) & (np.abs(y.astype(np.float64)) > np.abs(wide))
+    if up.any():
+        bits = y.view(np.dtype(f"u{dt.itemsize}")).copy()
+        bits[up] -= 1
+        y = bits.view(dt)
+    return y
+
+
 class VariantBackend(Backend):
     """A hand-written forward/backward of the seed network following :attr:`recipe`."""
 
@@ -298,7 +315,8 @@ class VariantBackend(Backend):
             v = got[q.id]
             if column and q.id not in ("dL/dW1", "dL/dW2", "L"):
                 v = v.T  # vectors transpose; numerator-layout Jacobians become denominator-layout
-            out[q.id] = np.ascontiguousarray(v).astype(claimed)
+            v = np.ascontiguousarray(v)
+            out[q.id] = _truncate(v, claimed) if self.recipe.store == "truncate" else v.astype(claimed)
         return out
 
 
@@ -331,6 +349,7 @@ FAULTS: dict[str, Recipe] = {
     "softmax-noshift": Recipe(softmax="noshift"),
     "sigmoid-expratio": Recipe(sigmoid="expratio"),
     "sigmoid-tanh": Recipe(sigmoid="tanh"),
+    "truncating-stores": Recipe(compute=(("float16", "float32"), ("bfloat16", "float32")), store="truncate"),
 }
 
 _CLASSES: dict[str, type[VariantBackend]] = {}

@@ -27,7 +27,9 @@ from .grades import Grade, GradeCell, TailFinding, grade_cells, overall_grade
 from .numbers import num
 from .spec_source import SpecSource
 from .stats import DTYPE_ORDER, FAILING, STATUSES, Stats, stats
-from .uninformative import UninformativeCell, uninformative_by_dtype, uninformative_cells
+from .sign_bias import SignBias, sign_bias_rows
+from .uninformative import (UninformativeCell, UninformativeRow, uninformative_by_dtype, uninformative_cells,
+                            uninformative_rows)
 
 __all__ = ["STATUSES", "FAILING", "DTYPE_ORDER", "Stats", "stats", "Analysis", "analyse", "MatrixRow", "RegimeRow",
            "RegimeBreak", "display_path"]
@@ -96,11 +98,21 @@ class Analysis:
     results_display: str
     uninformative: Mapping[str, tuple[int, int]]  # dtype -> (components with a bound >= |exact|, components)
     uninformative_cells: tuple[UninformativeCell, ...]  # quantity x dtype x regime cells with any (.uninformative)
+    sign_bias: tuple[SignBias, ...] = ()  # per dtype; those with .finding are grade findings (.sign_bias)
     rerun_all: str = ""
     partial: str = ""  # why the run is partial (a selection of the suite), "" for a whole run
     tail_findings: tuple[TailFinding, ...] = ()  # filled in by the build, which sees every backend
     available: bool = True
     unavailable_reason: str = ""
+
+    @property
+    def uninformative_rows(self) -> tuple[UninformativeRow, ...]:
+        """The uninformative cells as quantity x dtype rows, a column per regime."""
+        return uninformative_rows(self.uninformative_cells, self.regimes)
+
+    @property
+    def sign_findings(self) -> tuple[SignBias, ...]:
+        return tuple(b for b in self.sign_bias if b.finding)
 
     @property
     def verdict(self) -> str:
@@ -225,6 +237,7 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         results_name=Path(results_path).name, results_sha256=results_sha, results_display=results_display,
         uninformative=uninformative_by_dtype(doc, dtypes),
         uninformative_cells=uninformative_cells(doc, q_rank, dtypes, regimes),
+        sign_bias=sign_bias_rows(doc, dtypes),
         rerun_all=rerun_all_command(doc), partial=partial_reason(doc, records, quantities),
         available=bool(backend.get("available", True)), unavailable_reason=str(backend.get("reason", "")),
     )

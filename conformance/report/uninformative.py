@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from conformance.results.summary import summarize
 
-__all__ = ["UninformativeCell", "uninformative_cells", "uninformative_by_dtype", "scoreboard_note",
+__all__ = ["UninformativeCell", "UninformativeRow", "uninformative_rows", "uninformative_cells", "uninformative_by_dtype", "scoreboard_note",
            "SIXTEEN_BIT"]
 
 #: The dtypes whose share the scoreboard notes (where most uninformative checks are).
@@ -36,6 +36,24 @@ class UninformativeCell:
     @property
     def share(self) -> float:
         return self.uninformative / self.components if self.components else 0.0
+
+
+@dataclass(frozen=True)
+class UninformativeRow:
+    """One quantity and dtype of the page's table: its cell in each regime (None: none there)."""
+
+    quantity: str
+    dtype: str
+    cells: tuple[UninformativeCell | None, ...]
+
+
+def uninformative_rows(cells: Sequence[UninformativeCell], regimes: Sequence[str]) -> tuple[UninformativeRow, ...]:
+    """The cells as rows of quantity x dtype with a column per regime (a page stays small on a whole run),
+    in the order of ``cells``."""
+    rows: dict[tuple[str, str], dict[str, UninformativeCell]] = {}
+    for c in cells:
+        rows.setdefault((c.quantity, c.dtype), {})[c.regime] = c
+    return tuple(UninformativeRow(q, d, tuple(by.get(g) for g in regimes)) for (q, d), by in rows.items())
 
 
 def _summary(doc: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -57,6 +57,8 @@ class Record:
     worst_bound: float | None = None
     worst_allowed: float | None = None
     uninformative: int = 0
+    toward_zero: int = 0  # inexact components below the exact value in magnitude (the sign-bias finding)
+    away_from_zero: int = 0
     ulp_hist: list[int] = field(default_factory=list)
     diagnosis: dict[str, Any] | None = None  # for a failure: its class and why (conformance.judge.diagnose)
 
