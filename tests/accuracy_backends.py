@@ -46,7 +46,8 @@ class Recipe:
     order     summation order inside sums and products: "blas" (numpy/BLAS), "reverse"
               (sequential, last term first) or "pairwise" (recursive halving)
     sigmoid   "stable" (two branches on exp(-|a|)), "naive" (1 / (1 + exp(-a))),
-              fault "expratio" (exp(a) / (1 + exp(a)))
+              fault "expratio" (exp(a) / (1 + exp(a))), fault "tanh" (0.5 * (1 + tanh(a / 2)), the
+              textbook identity, which cancels for a << 0)
     dsigmoid  sigmoid' as "h-hh" (h - h*h), "h(1-h)" or "s(a)s(-a)" (sigmoid(a) * sigmoid(-a));
               "chain3" multiplies dL/dh by h and then by (1 - h), one rounding more than the spec
     softmax   "shift-div" (exp(x - max) / sum), "shift-recip" (exp(x - max) * (1 / sum)),
@@ -65,6 +66,9 @@ class Recipe:
     fma       every matrix product accumulated sequentially with fused multiply-add (one rounding per
               step, s = fl(a_k b_k + s)), from 0 or from the bias
     perturb   fault: relative error put into one gradient (dL/dx)
+    store     "nearest" (results converted to the requested dtype by rounding to nearest), fault "truncate"
+              (with ``compute`` wider: converted rounding toward zero, as a truncating bfloat16 store does;
+              within every bound, biased over many components)
     """
 
     compute: tuple[tuple[str, str], ...] = ()
@@ -79,6 +83,7 @@ class Recipe:
     bias: str = "separate"
     fma: bool = False
     perturb: float = 0.0
+    store: str = "nearest"
 
 
 class _Arith:
@@ -215,6 +220,9 @@ def _sigmoid(ar: _Arith, a: np.ndarray, form: str) -> np.ndarray:
     if form == "expratio":
         e = ar.exp(a)
         return ar.r(e / ar.r(one + e))
+    if form == "tanh":
+        t = ar.r(np.tanh(ar.r(a / ar.c(2.0)).astype(np.float64)))
+        return ar.r(ar.c(0.5) * ar.r(one + t))
     raise ValueError(form)
 
 
@@ -347,6 +355,19 @@ def forward_backward(inputs: Mapping[str, np.ndarray], dtype: str, recipe: Recip
 _COLUMN_VECTORS = ("x", "b1", "b2", "y")
 
 
+def _truncate(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """``x`` converted to ``dt`` rounding toward zero: where rounding to nearest went up in magnitude, one ulp
+    back (the magnitude bits of a nonzero finite float step toward zero when decremented)."""
+    y = x.astype(dt)
+    wide = x.astype(np.float64)
+    up = np.isfinite(wide) & np.isfinite(y.astype(np.float64)) & (np.abs(y.astype(np.float64)) > np.abs(wide))
+    if up.any():
+        bits = y.view(np.dtype(f"u{dt.itemsize}")).copy()
+        bits[up] -= 1
+        y = bits.view(dt)
+    return y
+
+
 class VariantBackend(Backend):
     """A hand-written forward/backward of the seed network following :attr:`recipe`."""
 
@@ -371,7 +392,8 @@ class VariantBackend(Backend):
             v = got[q.id]
             if column and q.id not in ("dL/dW1", "dL/dW2", "dL/dW1.general", "dL/dW2.general", "L"):
                 v = v.T  # vectors transpose; numerator-layout Jacobians become denominator-layout
-            out[q.id] = np.ascontiguousarray(v).astype(claimed)
+            v = np.ascontiguousarray(v)
+            out[q.id] = _truncate(v, claimed) if self.recipe.store == "truncate" else v.astype(claimed)
         return out
 
 
@@ -405,6 +427,8 @@ FAULTS: dict[str, Recipe] = {
     "rel-1e-10-dLdx": Recipe(perturb=1e-10),
     "softmax-noshift": Recipe(softmax="noshift"),
     "sigmoid-expratio": Recipe(sigmoid="expratio"),
+    "sigmoid-tanh": Recipe(sigmoid="tanh"),
+    "truncating-stores": Recipe(compute=(("float16", "float32"), ("bfloat16", "float32")), store="truncate"),
 }
 
 _CLASSES: dict[str, type[VariantBackend]] = {}
