@@ -99,7 +99,7 @@ def scoreboard(analyses: Sequence[tuple[Analysis, str]]) -> Scoreboard:
             failing_dtypes={q: tuple(sorted(ds, key=lambda d: a.dtypes.index(d))) for q, ds in failing.items()},
             breaks=breaks, findings=tuple(f.sentence for f in a.findings), grade=_grade_text(a), verdict=a.verdict, unavailable_reason=a.unavailable_reason))
     dt = [d for d in DTYPE_ORDER if d in dtypes] + [d for d in dtypes if d not in DTYPE_ORDER]
-    kind_order = {"value": 0, "gradient": 1, "jacobian": 2}
+    kind_order = {"value": 0, "gradient": 1, "jacobian": 2, "jvp": 3, "vjp": 4, "hessian": 5, "hvp": 6}
     quantities.sort(key=lambda qk: kind_order.get(qk[1], 3))  # stable: spec order within a kind
     return Scoreboard(
         rows=tuple(rows), layouts=tuple(layouts), dtypes=tuple(dt), quantities=tuple(quantities),

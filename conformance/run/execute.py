@@ -57,6 +57,16 @@ class Executor:
     def supports(self, dtype: str) -> bool:
         return self.info.available and (not self.info.dtypes or dtype in self.info.dtypes)
 
+    def provides(self, kind: str) -> bool:
+        """Whether the backend computes quantities of ``kind`` (``Backend.quantity_kinds``; a backend written
+        for contract 1.0 provides value, gradient and jacobian). Values are always asked for."""
+        return kind == "value" or kind in self.info.kinds
+
+    def split_kinds(self, identities: Sequence[Identity]) -> tuple[list[Identity], list[Identity]]:
+        """The identities whose kind the backend provides, and those it declines by not listing the kind."""
+        asked = [i for i in identities if self.provides(i.kind)]
+        return asked, [i for i in identities if not self.provides(i.kind)]
+
     def close(self) -> None:
         self.worker.close()
 
@@ -68,8 +78,10 @@ class Executor:
         sizes = case.sizes
         quantities = [Quantity(d.name, "value", d.name, expr=d.expr, shape=concrete(d.shape, sizes)) for d in lay.forward]
         for ident in identities:
+            if not self.provides(ident.kind):  # never ask a backend for a kind it does not list
+                continue
             quantities.append(Quantity(ident.id, ident.kind, ident.of, ident.wrt, ident.convention, ident.expr,
-                                       concrete(ident.shape, sizes)))
+                                       concrete(ident.shape, sizes), ident.direction))
         return Request(model, case.dtype, dict(case.inputs), tuple(quantities), self.device)
 
     @contextlib.contextmanager
