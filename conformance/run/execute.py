@@ -20,7 +20,10 @@ from conformance.run.phases import PhaseTimer
 from conformance.spec.model import Identity, Spec
 from conformance.spec.shapes import concrete
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "DIRECTION_ROLES"]
+
+#: Input roles that are directions of a derivative (jvp, vjp, hvp), not inputs of the forward computation.
+DIRECTION_ROLES = frozenset({"tangent", "cotangent"})
 
 
 def _same_request(a: Request, b: Request) -> bool:
@@ -73,8 +76,6 @@ class Executor:
     def request_for(self, case: Case, identities: Sequence[Identity]) -> Request:
         """The request for every forward value of the case's layout and the given identities on ``case``."""
         lay = self.spec.layouts[case.layout]
-        model = Model(self.spec.name, lay.name, tuple(self.spec.inputs), tuple((d.name, d.expr) for d in lay.forward),
-                      lay.loss)
         sizes = case.sizes
         quantities = [Quantity(d.name, "value", d.name, expr=d.expr, shape=concrete(d.shape, sizes)) for d in lay.forward]
         for ident in identities:
@@ -82,7 +83,13 @@ class Executor:
                 continue
             quantities.append(Quantity(ident.id, ident.kind, ident.of, ident.wrt, ident.convention, ident.expr,
                                        concrete(ident.shape, sizes), ident.direction))
-        return Request(model, case.dtype, dict(case.inputs), tuple(quantities), self.device)
+        # tangents and cotangents go only to a request that uses them: a backend written for contract 1.0 (which
+        # may take the inputs by name) sees exactly the inputs it always saw
+        used = {q.direction for q in quantities if q.direction is not None}
+        names = tuple(n for n, info in self.spec.inputs.items() if info.get("role") not in DIRECTION_ROLES or n in used)
+        model = Model(self.spec.name, lay.name, names, tuple((d.name, d.expr) for d in lay.forward), lay.loss)
+        return Request(model, case.dtype, {n: case.inputs[n] for n in names if n in case.inputs}, tuple(quantities),
+                       self.device)
 
     @contextlib.contextmanager
     def batch(self, cases: Sequence[Case]) -> Iterator[None]:
