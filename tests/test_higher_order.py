@@ -16,6 +16,7 @@ import pytest
 
 from conformance.backend import FIRST_ORDER_KINDS, QUANTITY_KINDS
 from conformance.cases.generate import generate_cases
+from conformance.checks.formula import CheckError, check
 from conformance.errors import SpecError
 from conformance.oracle.arith import endpoints, iv_mid_float, to_iv
 from conformance.oracle.evaluate import derivative, verify_identity
@@ -186,3 +187,36 @@ def test_a_backend_without_the_kinds_gets_not_supported_and_is_never_asked(seed_
     assert "quantity_kinds" in new[0].message
     old = [r for r in records if r.kind not in HIGHER]
     assert old and all(r.status == PASS for r in old)  # it was not asked for the new kinds: no error
+
+
+# ------------------------------------------------------------------------------------------- gradconform check
+
+HVP_A = ("((sum(y, axis=1) * (yhat * (((h - h*h) * v_a) @ W2) - yhat * sum(yhat * (((h - h*h) * v_a) @ W2), axis=1)))"
+         " @ W2.T) * (h - h*h) + ((yhat * sum(y, axis=1) - y) @ W2.T) * (h - h*h) * {curvature} * v_a")
+
+
+@pytest.mark.parametrize("expr, kwargs, verdict, kind", [
+    ("sum(y) * (Diag(yhat) - yhat.T @ yhat)", dict(wrt="theta", kind="hessian"), "correct", None),
+    ("sum(y) * Diag(yhat - yhat*yhat)", dict(wrt="theta", kind="hessian"), "wrong", "missing_term"),
+    (HVP_A.format(curvature="(1 - 2*h)"), dict(wrt="a", kind="hvp", along="v_a"), "correct", None),
+    (HVP_A.format(curvature="1"), dict(wrt="a", kind="hvp", along="v_a"), "wrong", None),
+    ("u_h * (h - h*h)", dict(of="h", wrt="a", kind="vjp", along="u_h"), "correct", None),
+    ("yhat * v_theta - yhat * sum(yhat * v_theta, axis=1)", dict(of="yhat", wrt="theta", kind="jvp", along="v_theta"),
+     "correct", None),
+    ("(yhat - yhat*yhat) * v_theta", dict(of="yhat", wrt="theta", kind="jvp", along="v_theta"), "wrong", None),
+])
+def test_check_accepts_directional_and_second_order_formulas(expr, kwargs, verdict, kind):
+    r = check(expr, cases=2, **kwargs)
+    assert r.verdict == verdict, r.render()
+    if kind is not None:
+        assert r.diagnosis["class"] == kind, r.render()
+    if r.counterexample is not None:  # the directions shown are the one the quantity is taken along
+        others = {"v_theta", "v_a", "v_x", "u_h", "u_yhat"} - {kwargs.get("along")}
+        assert not others & set(r.counterexample.inputs), r.render()
+
+
+def test_check_of_a_directional_kind_names_the_direction_it_needs():
+    with pytest.raises(CheckError, match=r"--along.*u_h"):
+        check("u_h * (h - h*h)", of="h", wrt="a", kind="vjp")
+    with pytest.raises(CheckError, match=r"not a tangent input"):
+        check("v_a", wrt="a", kind="hvp", along="u_h")
