@@ -23,6 +23,7 @@ from conformance.oracle.evaluate import derivative, verify_identity
 from conformance.oracle.jets import Jet, JetOps
 from conformance.run.run import Run
 from conformance.spec import load_spec
+from conformance.spec.shapes import concrete
 from conformance.statuses import NOT_SUPPORTED, PASS
 from tests.helpers import spec_copy
 
@@ -80,6 +81,18 @@ def test_jet_jvp_equals_the_first_order_jacobian_times_the_tangent(seed_spec, la
 
 
 # ------------------------------------------------------------------------------------------- the spec
+
+@pytest.mark.parametrize("regime", ["benign", "tiny_inputs"])
+def test_directions_are_generic_inputs_of_the_dtype_with_the_shape_of_their_variable(seed_spec, regime):
+    lay = seed_spec.layouts["row"]
+    for case in generate_cases(seed_spec, "row", "bfloat16", regime, examples=1):
+        for name, of in (("v_theta", "theta"), ("v_a", "a"), ("v_x", "x"), ("u_h", "h"), ("u_yhat", "yhat")):
+            v = case.inputs[name]
+            assert v.dtype == case.inputs["x"].dtype
+            assert v.shape == concrete(lay.value_shapes[of], case.sizes)
+            values = v.astype(np.float64)
+            assert np.all(np.isfinite(values)) and np.count_nonzero(values) == values.size  # N(0, 1): never 0
+
 
 def test_every_new_identity_names_its_kind_so_that_k_selects_it(seed_spec):
     new = [i for lay in seed_spec.layouts.values() for i in lay.identities if i.kind in HIGHER]
