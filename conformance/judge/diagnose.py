@@ -157,6 +157,13 @@ class CaseDiagnoser:
             if not _distinguishable(cand.value, e, allowed, cand.tolerance):
                 continue
             if _matches(g, cand.value, cand.tolerance):
+                if cand.kind == "missing_term" and self.mode == "backend":
+                    # a term below a narrower format's resolution (h - h*h = 0 once sigmoid saturates in float32)
+                    # is lost to rounding, not forgotten: if the whole formula in that format explains the result,
+                    # that is the diagnosis
+                    narrower = self._lower_precision(quantity, expr, g, identity)
+                    if narrower is not None:
+                        return narrower
                 return Diagnosis(cand.kind, cand.message, cand.evidence)
         if self.mode == "backend":
             # a downcast first: its signature (every component a number of the narrower dtype) is the stronger

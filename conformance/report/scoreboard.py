@@ -104,7 +104,7 @@ def scoreboard(analyses: Sequence[tuple[Analysis, str]]) -> Scoreboard:
             breaks=breaks, findings=tuple((f.anchor, f.sentence, f.bad) for f in a.findings), grade=_grade_text(a), verdict=a.verdict, unavailable_reason=a.unavailable_reason,
             uninformative=scoreboard_note(a.uninformative), sign_bias=tuple(b.sentence for b in a.sign_findings)))
     dt = [d for d in DTYPE_ORDER if d in dtypes] + [d for d in dtypes if d not in DTYPE_ORDER]
-    kind_order = {"value": 0, "gradient": 1, "jacobian": 2}
+    kind_order = {"value": 0, "gradient": 1, "jacobian": 2, "jvp": 3, "vjp": 4, "hessian": 5, "hvp": 6}
     quantities.sort(key=lambda qk: kind_order.get(qk[1], 3))  # stable: spec order within a kind
     return Scoreboard(
         rows=tuple(rows), layouts=tuple(layouts), dtypes=tuple(dt), quantities=tuple(quantities),

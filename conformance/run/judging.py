@@ -67,12 +67,13 @@ class Judge:
 
     # ------------------------------------------------------------------ records
     def uniform(self, case: Case, identities: Sequence[Identity], wanted: set[str] | None, status: str,
-                detail: str, message: str) -> list[Record]:
-        """The same record for every quantity of the case (the oracle failed, the backend could not answer)."""
+                detail: str, message: str, *, forward: bool = True) -> list[Record]:
+        """The same record for every quantity of the case (the oracle failed, the backend could not answer);
+        ``forward=False``: for the identities only."""
         ctx = _context(case)
         with self.timer.phase("records"):
             out = [make_record(quantity=d.name, kind="value", status=status, detail=detail, message=message, **ctx)
-                   for d in self.spec.layouts[case.layout].forward if wanted is None or d.name in wanted]
+                   for d in self.spec.layouts[case.layout].forward if forward and (wanted is None or d.name in wanted)]
             out += [make_record(quantity=i.id, kind=i.kind, status=status, detail=detail, message=message, **ctx)
                     for i in identities if wanted is None or i.id in wanted]
         return out
