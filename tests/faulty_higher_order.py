@@ -23,7 +23,7 @@ import numpy as np
 from conformance.backend import FIRST_ORDER_KINDS, Quantity, Request
 from impls.forward_graph import evaluate_downstream
 from impls.numpy import NumpyBackend
-from impls.torch import TorchBackend, TorchOps
+from impls.torch import TorchComposedBackend, TorchOps
 
 try:
     import torch
@@ -92,7 +92,7 @@ class _DetachedSigmoidOps(TorchOps):
         return _DetachedSigmoid.apply(x)
 
 
-class ElementwiseSoftmaxJvp(TorchBackend):
+class ElementwiseSoftmaxJvp(TorchComposedBackend):
     """torch, with JVPs by forward-mode AD through a softmax whose forward-mode rule is elementwise."""
 
     name = "faulty-elementwise-softmax-jvp"
@@ -107,7 +107,7 @@ class ElementwiseSoftmaxJvp(TorchBackend):
         return tangent if tangent is not None else torch.zeros_like(out)
 
 
-class DetachedSigmoidDerivative(TorchBackend):
+class DetachedSigmoidDerivative(TorchComposedBackend):
     """torch, with Hessians and HVPs by double backward through a sigmoid whose derivative is detached."""
 
     name = "faulty-detached-sigmoid-derivative"
