@@ -216,3 +216,22 @@ def test_names_and_messages_are_escaped_in_findings(torch_doc: dict[str, Any], t
     prose = re.sub(r"(?<!\\)(`+) ?.+? ?\1", "", findings)  # inside code spans (not after \\), markup is text
     assert "<img" not in prose and "&lt;img" in prose
     assert "``L<img src=x onerror=alert(1)>|`x``" in findings  # a fence longer than the backtick inside
+
+
+def test_the_scoreboard_has_a_line_per_finding_per_backend_linking_its_card(published_pages: Path) -> None:
+    md = (published_pages / "README.md").read_text(encoding="utf-8")
+    html = (published_pages / "index.html").read_text(encoding="utf-8")
+    lines = re.findall(r"^- \[([^\]]+)\]\(([^)#]+)#(finding-[^)]+)\)", md, re.M)
+    expected = []
+    for p in PUBLISHED:
+        a = _analyse(load_results(p), str(p))
+        expected += [(a.backend, f.anchor) for f in a.findings]
+        page_md = (published_pages / p.parent.name / "REPORT.md").read_text(encoding="utf-8")
+        page_html = (published_pages / p.parent.name / "index.html").read_text(encoding="utf-8")
+        for f in a.findings:  # every link lands on the card, on a code host and in the HTML
+            assert f'<a id="{f.anchor}"></a>' in page_md and f'id="{f.anchor}"' in page_html
+            assert f'href="{p.parent.name}/index.html#{f.anchor}"' in html
+        if not a.findings and a.verdict == "pass":
+            assert f"[{a.backend}]({p.parent.name}/REPORT.md)" in md[md.index("No finding:"):]
+    assert sorted((b, anchor) for b, _, anchor in lines) == sorted(expected)
+    assert len(re.findall(r'<li data-backend="[^"]+"><a href="[^"]+#finding-', html)) == len(expected)

@@ -25,6 +25,7 @@ from conformance.results.naming import report_dir_name
 
 from .analysis import Analysis, analyse, display_path
 from .grades import fmt_bin, tail_findings
+from .sign_bias import with_reference
 from .plots import ratio_vs_magnitude, svg_for_html, ulp_bars
 from .publish import figure_name, publish
 from .render import css, render
@@ -152,7 +153,9 @@ def build_all(reports_dir: str | Path, loaded: Mapping[Path, Mapping[str, Any]] 
         analyses.append((analyse(doc, resolve_spec(doc.get("spec", {})), path, display=display), path.parent.name))
         del doc
     grades = {a.backend: a.grades for a, _ in analyses}
-    analyses = [(replace(a, tail_findings=tail_findings(a.grades, {n: g for n, g in grades.items() if n != a.backend})),
+    signs = {a.backend: a.sign_bias for a, _ in analyses}
+    analyses = [(replace(a, tail_findings=tail_findings(a.grades, {n: g for n, g in grades.items() if n != a.backend}),
+                         sign_bias=with_reference(a.sign_bias, {n: s for n, s in signs.items() if n != a.backend})),
                  rel) for a, rel in analyses]
     for i, (a, rel) in enumerate(analyses, 1):
         _progress(f"report: writing {display_path(root / rel)} ({i}/{len(analyses)})", started)

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from conformance.atomic import write_bytes_atomic
 from conformance.errors import ResultsFileError
+from conformance.results.summary import summarize
 
 __all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
            "validate", "write_results", "ResultsFileError", "MAX_RESULTS_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS",
@@ -76,6 +77,8 @@ class Record:
     worst_bound: float | None = None
     worst_allowed: float | None = None
     uninformative: int = 0
+    toward_zero: int = 0  # inexact components below the exact value in magnitude (the sign-bias finding)
+    away_from_zero: int = 0
     ulp_hist: list[int] = field(default_factory=list)
     diagnosis: dict[str, Any] | None = None  # for a failure: its class and why (conformance.judge.diagnose)
 
@@ -353,6 +356,7 @@ def merge(docs: Iterable[Mapping[str, Any]], names: Iterable[str] | None = None)
     out["records"] = [r for r, _ in records.values()]
     for name, items in extra.items():
         out[name] = list(items.values())
+    out["summary"] = summarize(out["records"])  # of the merged records, never one part's
     return out
 
 

@@ -17,6 +17,7 @@ from conformance.execution.worker import BackendInfo
 from conformance.oracle import evaluate as oracle
 from conformance.oracle.engines.base import Engine
 from conformance.results.document import SCHEMA, environment, now
+from conformance.results.summary import summarize
 from conformance.run.group import Group
 from conformance.formats import DTYPES
 from conformance.spec.model import Spec
@@ -76,6 +77,7 @@ def build_document(*, spec: Spec, seconds: float, backend: Mapping[str, Any], or
                      "layouts": list(spec.layouts), "regimes": list(spec.regimes)},
         "cases": cases,
         "records": records,
+        "summary": summarize(records),
         "verifications": verifications,
         "counterexamples": collected["counterexamples"],
         "tests": collected["tests"],
