@@ -26,12 +26,12 @@ from conformance.spec import load_spec
 
 VARIANTS = [
     ("numpy", "impls.numpy:NumpyBackend", {}),
-    ("torch (1 thread, as run)", "impls.torch:TorchBackend", {}),
-    ("torch (default threads)", "impls.torch:TorchBackend", {"threads": None}),
-    ("torch-fused", "impls.torch:TorchFusedBackend", {}),
-    ("jax (jit, as run)", "impls.jax:JaxBackend", {}),
-    ("jax (eager)", "impls.jax:JaxBackend", {"jit": False}),
-    ("jax-fused", "impls.jax:JaxFusedBackend", {}),
+    ("torch-composed (1 thread, as run)", "impls.torch:TorchComposedBackend", {}),
+    ("torch-composed (default threads)", "impls.torch:TorchComposedBackend", {"threads": None}),
+    ("torch", "impls.torch:TorchBackend", {}),
+    ("jax-composed (jit, as run)", "impls.jax:JaxComposedBackend", {}),
+    ("jax-composed (eager)", "impls.jax:JaxComposedBackend", {"jit": False}),
+    ("jax", "impls.jax:JaxBackend", {}),
 ]
 
 

@@ -3,9 +3,9 @@
 Each is a classic mistake that first-order checks cannot see:
 
 * :class:`DiagonalHessian` (numpy): the Hessian of softmax cross-entropy taken as its diagonal;
-* :class:`ElementwiseSoftmaxJvp` (torch): a custom softmax whose forward-mode rule is elementwise,
+* :class:`ElementwiseSoftmaxJvp` (torch-composed, so that the loss goes through softmax too): a custom softmax whose forward-mode rule is elementwise,
   t * y * (1 - y), while its reverse-mode rule is right; JVPs come from ``torch.autograd.forward_ad``;
-* :class:`DetachedSigmoidDerivative` (torch): a custom sigmoid whose backward multiplies by s (1 - s) with
+* :class:`DetachedSigmoidDerivative` (torch-composed): a custom sigmoid whose backward multiplies by s (1 - s) with
   ``s`` saved detached, so double backward (``create_graph=True``) loses sigma''; Hessians and HVPs come
   from double backward, as hand-written second-order code computes them;
 * :class:`FirstOrderOnly`: a backend written for contract 1.0 (no ``quantity_kinds``), which must never
@@ -23,7 +23,7 @@ import numpy as np
 from conformance.backend import FIRST_ORDER_KINDS, Quantity, Request
 from impls.forward_graph import evaluate_downstream
 from impls.numpy import NumpyBackend
-from impls.torch import TorchBackend, TorchOps
+from impls.torch import TorchComposedBackend, TorchOps
 
 try:
     import torch
@@ -92,7 +92,7 @@ class _DetachedSigmoidOps(TorchOps):
         return _DetachedSigmoid.apply(x)
 
 
-class ElementwiseSoftmaxJvp(TorchBackend):
+class ElementwiseSoftmaxJvp(TorchComposedBackend):
     """torch, with JVPs by forward-mode AD through a softmax whose forward-mode rule is elementwise."""
 
     name = "faulty-elementwise-softmax-jvp"
@@ -107,7 +107,7 @@ class ElementwiseSoftmaxJvp(TorchBackend):
         return tangent if tangent is not None else torch.zeros_like(out)
 
 
-class DetachedSigmoidDerivative(TorchBackend):
+class DetachedSigmoidDerivative(TorchComposedBackend):
     """torch, with Hessians and HVPs by double backward through a sigmoid whose derivative is detached."""
 
     name = "faulty-detached-sigmoid-derivative"

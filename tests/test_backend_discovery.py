@@ -53,11 +53,30 @@ def _hide(tmp_path: Path, *modules: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- resolution
 
 def test_builtin_backends_are_found_by_name():
-    for name, target in [("numpy", "impls.numpy:NumpyBackend"), ("torch", "impls.torch:TorchBackend"),
-                         ("torch-fused", "impls.torch:TorchFusedBackend"), ("jax", "impls.jax:JaxBackend"),
-                         ("jax-fused", "impls.jax:JaxFusedBackend")]:
+    for name, target in [("numpy", "impls.numpy:NumpyBackend"), ("numpy-composed", "impls.numpy:NumpyComposedBackend"),
+                         ("torch", "impls.torch:TorchBackend"), ("torch-composed", "impls.torch:TorchComposedBackend"),
+                         ("jax", "impls.jax:JaxBackend"), ("jax-composed", "impls.jax:JaxComposedBackend")]:
         ref = registry.find(name)
-        assert (ref.target, ref.source) == (target, "built-in")
+        assert (ref.name, ref.target, ref.source) == (name, target, "built-in")
+
+
+@pytest.mark.parametrize("old, new", [("torch-fused", "torch"), ("jax-fused", "jax")])
+def test_old_names_resolve_to_the_new_one_with_a_deprecation_warning(old, new):
+    with pytest.warns(DeprecationWarning, match=rf"'{old}' is deprecated, use '{new}'"):
+        ref = registry.find(old)
+    assert (ref.name, ref.target) == (new, registry.BUILTIN[new])
+    assert old not in [r.name for r in registry.discover()]  # listed once, under the new name
+
+
+def test_an_old_name_in_the_suite_says_the_new_one_and_records_under_it(pytester):
+    out = pytester.path / "results.json"
+    result = _conformance(pytester, "--gc-backend", "torch-fused", "--gc-examples", "1", "-k", "test_forward and L-row and float64 and benign",
+                          "--gc-results", str(out), "--gc-no-isolate")
+    if result.ret == pytest.ExitCode.USAGE_ERROR:
+        pytest.skip("torch is not installed here (CI installs it)")
+    result.stdout.fnmatch_lines(["*BackendRenamed: gradconform: backend name 'torch-fused' is deprecated, use 'torch'*"])
+    doc = json.loads(out.read_text())
+    assert (doc["backend"]["name"], doc["backend"]["requested"]) == ("torch", "torch")
 
 
 def test_the_example_backend_is_found_through_its_entry_point():
@@ -145,11 +164,11 @@ def test_gradconform_backends_lists_versions_and_reasons(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}
-    assert set(rows) >= {"numpy", "numpy-composed", "torch", "torch-fused", "jax", "jax-fused"}
+    assert set(rows) >= {"numpy", "numpy-composed", "torch", "torch-composed", "jax", "jax-composed"}
     assert " yes " in rows["numpy"] and "numpy 2." in rows["numpy"] and "float64,float32,float16,bfloat16" in rows["numpy"]
-    for name in ("torch", "torch-fused"):
+    for name in ("torch", "torch-composed"):
         assert " no " in rows[name] and "torch is not installed (pip install 'gradconform[torch]')" in rows[name]
-    for name in ("jax", "jax-fused"):
+    for name in ("jax", "jax-composed"):
         assert " no " in rows[name] and "jax is not installed (pip install 'gradconform[jax]')" in rows[name]
     if "example" in rows:
         assert "entry point (gradconform-example-backend)" in rows["example"]

@@ -1,7 +1,7 @@
 """The torch and jax backends: autodiff (not closed forms), exact dtypes and shapes, layouts, variants, devices.
 
 They run here in the test process (no worker), on a few cases; the
-conformance suite (`pytest conformance --backend torch` ...) is what judges
+conformance suite (`pytest conformance --gc-backend torch` ...) is what judges
 their numerics against the oracle. A framework that is not installed skips
 its tests.
 """
@@ -22,8 +22,8 @@ from conformance.run.run import Run
 from conformance.spec import load_spec
 
 SPEC = load_spec(None)
-BACKENDS = {"torch": ("impls.torch", "TorchBackend"), "torch-fused": ("impls.torch", "TorchFusedBackend"),
-            "jax": ("impls.jax", "JaxBackend"), "jax-fused": ("impls.jax", "JaxFusedBackend")}
+BACKENDS = {"torch": ("impls.torch", "TorchBackend"), "torch-composed": ("impls.torch", "TorchComposedBackend"),
+            "jax": ("impls.jax", "JaxBackend"), "jax-composed": ("impls.jax", "JaxComposedBackend")}
 _instances: dict[str, object] = {}
 
 
@@ -89,13 +89,13 @@ def test_jacobians_come_in_the_stated_layout(name, layout, stated):
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_the_fused_loss_stays_finite_where_the_composed_one_does_not(framework):
+def test_the_stable_loss_stays_finite_where_the_composed_one_does_not(framework):
     """float32, a logit gap of 1000: log(softmax) of the other classes is log(0) = -inf."""
     req = request_for("row", "float32", regime="large_logits", family="seed", index=0)
     req = dataclasses.replace(req, inputs={**req.inputs, "b2": np.array([[1000, 0, 0, 0, 0]], np.float32),
                                            "y": np.array([[0, 1, 0, 0, 0]], np.float32)})
-    composed = backend(framework).evaluate(req)
-    fused = backend(f"{framework}-fused").evaluate(req)
+    composed = backend(f"{framework}-composed").evaluate(req)
+    fused = backend(framework).evaluate(req)
     assert not np.all(np.isfinite(composed["L"])) and not np.all(np.isfinite(composed["dL/dtheta"]))
     assert np.all(np.isfinite(fused["L"])) and np.all(np.isfinite(fused["dL/dtheta"]))
     assert np.allclose(fused["dL/dtheta"], [[1, -1, 0, 0, 0]])
@@ -113,24 +113,25 @@ def _model_with_loss(loss: str) -> Model:
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_a_loss_without_the_pattern_is_evaluated_as_written_by_the_fused_variant(framework):
+def test_a_loss_without_the_pattern_is_evaluated_as_written_by_the_stable_variant(framework):
     req = request_for("row", "float64")
     req = dataclasses.replace(req, model=_model_with_loss("sum(yhat * yhat)"))
-    composed = backend(framework).evaluate(req)
-    fused = backend(f"{framework}-fused").evaluate(req)
+    composed = backend(f"{framework}-composed").evaluate(req)
+    fused = backend(framework).evaluate(req)
     for q in req.quantities:
         assert np.array_equal(composed[q.id], fused[q.id]), q.id
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_the_fused_loss_has_no_gradient_through_the_probabilities(framework):
+def test_the_stable_loss_has_no_gradient_through_the_probabilities(framework):
     req = request_for("row", "float64")
     q = Quantity("dL/dyhat", "gradient", "L", "yhat", shape=(1, 5))
     req = dataclasses.replace(req, quantities=(q,))
-    got = backend(framework).evaluate(req)["dL/dyhat"]
-    np.testing.assert_allclose(got, -req.inputs["y"] / backend(framework).evaluate(
+    composed = backend(f"{framework}-composed")
+    got = composed.evaluate(req)["dL/dyhat"]
+    np.testing.assert_allclose(got, -req.inputs["y"] / composed.evaluate(
         dataclasses.replace(req, quantities=(Quantity("yhat", "value", "yhat", shape=(1, 5)),)))["yhat"])
-    assert isinstance(backend(f"{framework}-fused").evaluate(req)["dL/dyhat"], NotSupported)
+    assert isinstance(backend(framework).evaluate(req)["dL/dyhat"], NotSupported)
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
@@ -167,3 +168,13 @@ def test_jax_float64_is_float64():
     i = req.inputs
     exact = i["x"] @ i["W1"] + i["b1"]
     assert a.dtype == np.float64 and np.max(np.abs(a - exact)) <= 1e-14 * np.max(np.abs(exact))
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_the_plain_name_is_the_stable_form_and_composed_the_formula_as_written(framework):
+    """One naming rule for numpy, torch and jax; the old import target of the stable form still works."""
+    stable, composed = backend(framework), backend(f"{framework}-composed")
+    assert (stable.name, stable.fused) == (framework, True)
+    assert (composed.name, composed.fused) == (f"{framework}-composed", False)
+    module = importlib.import_module(BACKENDS[framework][0])
+    assert getattr(module, framework.capitalize() + "FusedBackend") is type(stable)

@@ -14,6 +14,7 @@ import inspect
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -21,19 +22,42 @@ from typing import Any
 from conformance.backend import Backend
 from conformance.errors import BackendNotFound
 
-__all__ = ["BackendRef", "BUILTIN", "object_ref", "ENTRY_POINT_GROUP", "find", "discover", "load", "BackendLoadError"]
+__all__ = ["BackendRef", "BUILTIN", "RENAMED", "BackendRenamed", "renamed", "object_ref", "ENTRY_POINT_GROUP", "find",
+           "discover", "load", "BackendLoadError"]
 
 ENTRY_POINT_GROUP = "gradconform.backends"
 
-#: Built-in backends: name -> import target.
+#: Built-in backends: name -> import target. One naming rule for every library: the plain name is the library's
+#: idiomatic stable form (the loss through log_softmax / the fused cross-entropy), ``-composed`` the formula exactly
+#: as written (log of softmax), so that a verdict on ``torch`` is a verdict on what a careful torch user writes.
 BUILTIN: dict[str, str] = {
     "numpy": "impls.numpy:NumpyBackend",
     "numpy-composed": "impls.numpy:NumpyComposedBackend",
     "torch": "impls.torch:TorchBackend",
-    "torch-fused": "impls.torch:TorchFusedBackend",
+    "torch-composed": "impls.torch:TorchComposedBackend",
     "jax": "impls.jax:JaxBackend",
-    "jax-fused": "impls.jax:JaxFusedBackend",
+    "jax-composed": "impls.jax:JaxComposedBackend",
 }
+
+#: Old names, still accepted with a deprecation notice: old name -> the built-in it now means. Results are
+#: recorded under the new name (the backend object names itself).
+RENAMED: dict[str, str] = {
+    "torch-fused": "torch",
+    "jax-fused": "jax",
+}
+
+
+class BackendRenamed(DeprecationWarning):
+    """A backend was asked for by a name that is deprecated (see :data:`RENAMED`)."""
+
+
+def renamed(name: str) -> str | None:
+    """The deprecation notice for an old backend name, or None when ``name`` is not an old name."""
+    new = RENAMED.get(name)
+    if new is None:
+        return None
+    return (f"backend name {name!r} is deprecated, use {new!r}: the plain name is now the stable form and "
+            f"'{new}-composed' the formula as written; these results are recorded as {new!r}")
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -54,7 +78,7 @@ class BackendRef:
 def discover() -> list[BackendRef]:
     """Every backend known by name: built-ins first, then entry points (which may not shadow them)."""
     refs = [BackendRef(n, t, "built-in") for n, t in BUILTIN.items()]
-    seen = set(BUILTIN)
+    seen = set(BUILTIN) | set(RENAMED)
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in seen:
             continue
@@ -65,7 +89,12 @@ def discover() -> list[BackendRef]:
 
 
 def find(name: str) -> BackendRef:
-    """Resolve a backend name or a ``package.module:attr`` target."""
+    """Resolve a backend name or a ``package.module:attr`` target. An old name (:data:`RENAMED`) resolves to the
+    backend it now means, with a :class:`BackendRenamed` warning."""
+    notice = renamed(name)
+    if notice is not None:
+        warnings.warn(notice, BackendRenamed, stacklevel=2)
+        name = RENAMED[name]
     for ref in discover():
         if ref.name == name:
             return ref

@@ -34,6 +34,7 @@ from conformance import expr as expr_module
 from conformance.backend import FIRST_ORDER_KINDS, Model, NotSupported, Quantity, Request, numpy_dtype
 
 __all__ = ["BackendInfo", "Reply", "ProtocolError", "MESSAGE_LIMIT", "MAX_FRAME_BYTES", "FRAME", "cap_message",
+           "versions_dict", "VERSION_LIMIT",
            "frame", "unpack", "encode_requests", "decode_requests", "encode_reply", "decode_reply",
            "encode_info", "decode_info", "encode_close"]
 
@@ -88,6 +89,23 @@ def cap_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... [truncated, {len(text)} chars]"
+
+
+#: the longest version text kept (a version is a short label; a longer one is cut, saying so)
+VERSION_LIMIT = 200
+
+
+def versions_dict(versions: Any) -> dict[str, str]:
+    """A backend's ``versions()`` as the results schema wants it, text to text, whatever it returned: None is
+    no versions, a mapping keeps its items (keys and values as text, each cut to :data:`VERSION_LIMIT`), any
+    other value is the one version of the backend (``{"version": "1.5"}``). A backend is never made unusable, nor
+    a results file invalid, by how it states its versions."""
+    if versions is None:
+        return {}
+    if not isinstance(versions, Mapping):
+        versions = {"version": versions}
+    return {cap_message(str(k), VERSION_LIMIT): cap_message("" if v is None else str(v), VERSION_LIMIT)
+            for k, v in versions.items()}
 
 
 # ---------------------------------------------------------------------------- framing

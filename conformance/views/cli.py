@@ -19,20 +19,23 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from conformance._version import __version__
 from conformance.backend import DTYPES
 from conformance.cases.generate import Case
 from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
-from conformance.errors import BackendNotFound, GradconformError
-from conformance.execution.registry import BUILTIN, BackendRef, discover, find
+from conformance.errors import BackendNotFound, GradconformError, OutputError, SelectionError
+from conformance.execution.registry import BUILTIN, RENAMED, BackendRef, discover, find, renamed
+from conformance.execution.sharding import parse_shard
 from conformance.execution.worker import Worker
-from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.atomic import output_problem
+from conformance.results.document import load_results, merge, write_json_atomic, write_results
 from conformance.results.naming import report_dir_name
 from conformance.run.run import Run
 from conformance.spec import load_spec, load_spec_text, spec_dir
@@ -52,6 +55,15 @@ def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- backends
+
+def _current_name(name: str) -> str:
+    """``name``, or the name an old one now has, said on stderr (the deprecation notice a script's log shows)."""
+    notice = renamed(name)
+    if notice is None:
+        return name
+    print(f"gradconform: warning: {notice}", file=sys.stderr)
+    return RENAMED[name]
+
 
 def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 
@@ -96,7 +108,11 @@ def _suite_with_pytest(ref: BackendRef, results: Path, args: argparse.Namespace)
         cmd += ["-k", " or ".join(args.select)]
     if args.workers:
         cmd += ["-n", str(args.workers)]
-    subprocess.run(cmd)
+    code = subprocess.run(cmd).returncode
+    if code == 5:  # pytest: no test collected or selected
+        raise SelectionError(f"the selection {args.select!r} matches no test of the suite")
+    if code == 4:
+        raise GradconformError(f"pytest refused the command line (exit 4; see above): {shlex.join(cmd)}")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -114,13 +130,15 @@ def _suite_in_process(ref: BackendRef, results: Path, args: argparse.Namespace) 
                        oracle=args.oracle, cache=args.oracle_cache, progress=progress)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    result.write(results)
+    written, problem = write_results(results, result.document)
+    if problem is not None:
+        raise OutputError(f"{problem}; the results of this run are in {written}")
     print(f"   {', '.join(f'{n} {s}' for s, n in sorted(result.counts().items()))}", flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()  # the user's directory, never the package's
-    names = args.backend or list(BUILTIN)
+    names = [_current_name(n) for n in args.backend] if args.backend else list(BUILTIN)
     try:
         refs = [find(n) for n in names]
     except BackendNotFound as exc:
@@ -129,6 +147,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.xfails_file and (args.workers or args.shard):
         print("gradconform: --xfails-file is not combined with -n or --shard here; use "
               "`pytest --pyargs conformance --gc-xfails-file FILE -n N`", file=sys.stderr)
+        return 2
+    problem = output_problem(out, directory=True)
+    if problem is not None:
+        print(f"gradconform: --out {args.out}: {problem}; choose another directory (nothing was run)", file=sys.stderr)
         return 2
     ran: list[str] = []
     for ref in refs:
@@ -186,7 +208,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if not matches:
         print(f"gradconform: no case {args.case!r} in {args.results}", file=sys.stderr)
         return 2
-    case = Case.from_json(matches[0])
+    try:
+        case = Case.from_json(matches[0])
+    except (ValueError, TypeError, KeyError, LookupError) as exc:  # bad hex, shape or dtype in a tampered file
+        print(f"gradconform: case {args.case!r} of {args.results} is malformed ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); it cannot be rerun from this file", file=sys.stderr)
+        return 2
     try:
         if args.spec or not doc["spec"].get("text") or Path(doc["spec"].get("path") or "").is_file():
             spec = load_spec(args.spec or (doc["spec"].get("path") or None))
@@ -197,9 +224,10 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         return 2
     if spec.sha256 != doc["spec"]["sha256"]:
         print(f"warning: the spec file's hash differs from the one these results were made with", file=sys.stderr)
-    backend = args.backend or doc["backend"].get("requested") or doc["backend"]["name"]
+    backend = _current_name(args.backend or doc["backend"].get("requested") or doc["backend"]["name"])
     try:
         with Run(spec, backend, isolate=not args.no_isolate) as run:
+            _warn_if_another_backend(run, doc["backend"], args.results)
             records, bits = run.evaluate_case(case, only=[args.quantity] if args.quantity else None)
     except GradconformError as exc:
         print(f"gradconform: {exc}", file=sys.stderr)
@@ -212,6 +240,15 @@ def cmd_rerun(args: argparse.Namespace) -> int:
              _num(r.max_rel_err), r.message.splitlines()[0][:80] if r.message else ""] for r in records]
     _print_table(rows, ["quantity", "status", "error/allowed", "max ulp", "max rel err", "message"])
     return 0 if all(r.status == "pass" for r in records) else 1
+
+
+def _warn_if_another_backend(run: Run, recorded: Mapping[str, Any], results: str) -> None:
+    """Say so when the backend answering now describes itself otherwise than the one that made the results (an old
+    results file of ``torch``, say, was the composed loss, which is now ``torch-composed``)."""
+    then, now = str(recorded.get("description") or ""), run.info.description or ""
+    if run.info.available and then and now and then != now:
+        print(f"warning: backend {run.info.name!r} is not the one that made {results}: that was {then!r}, this is "
+              f"{now!r}; give --backend NAME to choose (`gradconform backends -v` describes each)", file=sys.stderr)
 
 
 def _num(x: object, fmt: str = "{:.3g}") -> str:
@@ -239,6 +276,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
               f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
         return 2
+    problem = output_problem(out, directory=True)
+    if problem is not None:
+        print(f"gradconform: --out {args.out}: {problem}; choose another directory", file=sys.stderr)
+        return 2
     try:
         built = build_reports(out, args.results)
     except (OSError, ValueError) as exc:  # unreadable or invalid results files, mismatched shards
@@ -249,7 +290,8 @@ def cmd_report(args: argparse.Namespace) -> int:
               f"(at {'/'.join(map(str, exc.absolute_path)) or 'the top level'})", file=sys.stderr)
         return 2
     for a in built:
-        print(f"{a.backend}: {out}/{a.backend}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
+        folder = report_dir_name(a.backend)  # the name as the file gives it may hold anything (a path, escapes)
+        print(f"{folder}: {out / folder}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
     print(f"scoreboard: {out}/index.html and {out}/README.md")
     return 0
 
@@ -317,7 +359,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
             print(f"gradconform: cannot read results file {path}: {exc}", file=sys.stderr)
             return 2
     shards = sorted({d.get("settings", {}).get("shard") for d in docs} - {None})
-    counts = {s.split("/")[1] for s in shards}
+    parsed = {}
+    for doc, path in zip(docs, args.inputs):
+        shard = doc.get("settings", {}).get("shard")
+        if shard is not None:
+            try:
+                parsed[shard] = parse_shard(str(shard))
+            except ValueError as exc:
+                print(f"gradconform: {path}: settings.shard is not a shard: {exc}", file=sys.stderr)
+                return 2
+    counts = {str(p.count) for p in parsed.values()}
+    shards = sorted(parsed, key=lambda s: (parsed[s].count, parsed[s].index))
     if len(counts) > 1:
         print(f"gradconform: these files are shards of different splits ({', '.join(shards)})", file=sys.stderr)
         return 2
@@ -329,7 +381,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     try:
-        out = merge(docs)
+        out = merge(docs, args.inputs)
     except ValueError as exc:
         print(f"gradconform: {exc}", file=sys.stderr)
         return 2
@@ -337,7 +389,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     out["settings"]["shard"] = None
     if shards:
         out["settings"]["merged_shards"] = shards
-    write_json_atomic(args.out, out)
+    try:
+        write_json_atomic(args.out, out)
+    except OSError as exc:
+        print(f"gradconform: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"merged {len(docs)} results file(s) into {args.out}: {len(out['cases'])} cases, "
           f"{len(out['records'])} records")
     return 0

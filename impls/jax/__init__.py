@@ -28,13 +28,15 @@ jitted, against an estimated half hour eager. The key is exactly the
 request's set of quantities (ids naming the same derivative share it), so a
 case's results never depend on what else was asked before it.
 
-Two variants, because users have two choices for the loss:
+Two variants, because users have two choices for the loss (the naming rule
+of every built-in: the plain name is the stable form, ``-composed`` the
+formula as written):
 
-* ``jax``: the loss exactly as written, ``-sum(y * log(softmax(theta)))``;
-* ``jax-fused``: softmax cross-entropy recognised in the tree and computed
+* ``jax``: softmax cross-entropy recognised in the tree and computed
   as optax does, ``-sum(y * jax.nn.log_softmax(theta, axis=k), axis=k)``
   per sample, then summed. A loss without that pattern is evaluated as
-  written.
+  written. (Formerly ``jax-fused``, still accepted.)
+* ``jax-composed``: the loss exactly as written, ``-sum(y * log(softmax(theta)))``.
 
 float64 needs ``jax_enable_x64``: the backend turns it on when it is
 created, before it makes any array (in its own worker process, so the
@@ -66,7 +68,7 @@ except Exception as exc:  # not installed, or a broken install
     jnp = None  # type: ignore[assignment]
     _IMPORT_ERROR = exc
 
-__all__ = ["JaxBackend", "JaxFusedBackend", "JaxOps"]
+__all__ = ["JaxBackend", "JaxComposedBackend", "JaxFusedBackend", "JaxOps"]
 
 
 class JaxOps(Ops[Any]):
@@ -158,12 +160,14 @@ class JaxOps(Ops[Any]):
 
 
 class JaxBackend(Backend):
-    """jax autodiff over the forward definitions; the loss as written."""
+    """jax autodiff over the forward definitions; softmax cross-entropy through ``jax.nn.log_softmax`` (as optax
+    computes it: the stable form a jax user writes, the plain name)."""
 
     name = "jax"
-    description = ("jax autodiff (jax.grad, jax.jacrev; jitted) over the forward definitions; "
-                   "the loss exactly as written (log(softmax(theta)) stays composed)")
-    fused = False
+    description = ("jax autodiff (jax.grad, jax.jacrev; jitted) over the forward definitions; loss as optax's "
+                   "-sum(y * jax.nn.log_softmax(theta)) where it is -sum(y * log(softmax(theta))), any other loss "
+                   "as written")
+    fused = True
     #: compile each (model, quantities) program with jax.jit (see the module docstring for the measurement)
     jit = True
 
@@ -278,14 +282,17 @@ class JaxBackend(Backend):
         return run
 
 
-class JaxFusedBackend(JaxBackend):
-    """jax autodiff; softmax cross-entropy through ``jax.nn.log_softmax`` (as optax computes it)."""
+class JaxComposedBackend(JaxBackend):
+    """jax autodiff over the forward definitions; the loss exactly as written."""
 
-    name = "jax-fused"
-    description = ("jax autodiff (jax.grad, jax.jacrev; jitted) over the forward definitions; loss as optax's "
-                   "-sum(y * jax.nn.log_softmax(theta)) where it is -sum(y * log(softmax(theta))), any other loss "
-                   "as written")
-    fused = True
+    name = "jax-composed"
+    description = ("jax autodiff (jax.grad, jax.jacrev; jitted) over the forward definitions; "
+                   "the loss exactly as written (log(softmax(theta)) stays composed)")
+    fused = False
+
+
+#: Deprecated: the old import target of the stable form (``jax-fused``), now :class:`JaxBackend`.
+JaxFusedBackend = JaxBackend
 
 
 def _gpus() -> list[Any]:

@@ -18,14 +18,16 @@ derivative comes from torch's autodiff, never from the spec's closed forms:
   (``torch.func.hessian``: forward over reverse) and ``hvp``
   (``torch.func.jvp`` of ``torch.func.grad``).
 
-Two variants, because users have two choices for the loss:
+Two variants, because users have two choices for the loss (the naming rule
+of every built-in: the plain name is the stable form, ``-composed`` the
+formula as written):
 
-* ``torch``: the loss exactly as written, ``-sum(y * log(softmax(theta)))``,
-  so autograd goes through ``log`` of a probability that can underflow;
-* ``torch-fused``: softmax cross-entropy recognised in the tree and computed
+* ``torch``: softmax cross-entropy recognised in the tree and computed
   by ``F.cross_entropy(logits, probability targets, reduction='sum')`` (the
   class axis moved last for the column layout). A loss without that pattern
-  is evaluated as written.
+  is evaluated as written. (Formerly ``torch-fused``, still accepted.)
+* ``torch-composed``: the loss exactly as written, ``-sum(y * log(softmax(theta)))``,
+  so autograd goes through ``log`` of a probability that can underflow.
 
 dtypes float16, bfloat16, float32 and float64, on the CPU or on a CUDA
 device (``--device cuda``). Results come back as numpy arrays of exactly
@@ -56,7 +58,7 @@ except Exception as exc:  # not installed, or a broken install (a missing shared
     F = None  # type: ignore[assignment]
     _IMPORT_ERROR = exc
 
-__all__ = ["TorchBackend", "TorchFusedBackend", "TorchOps"]
+__all__ = ["TorchBackend", "TorchComposedBackend", "TorchFusedBackend", "TorchOps"]
 
 
 def _torch_dtype(name: str) -> "torch.dtype":
@@ -163,12 +165,13 @@ class TorchOps(Ops["torch.Tensor"]):
 
 
 class TorchBackend(Backend):
-    """torch autograd over the forward definitions; the loss as written."""
+    """torch autograd over the forward definitions; softmax cross-entropy by ``F.cross_entropy`` on the logits
+    (the stable form a torch user writes: the plain name)."""
 
     name = "torch"
-    description = ("torch autograd over the forward definitions; the loss exactly as written "
-                   "(log(softmax(theta)) stays composed)")
-    fused = False
+    description = ("torch autograd over the forward definitions; loss by F.cross_entropy(logits, probability "
+                   "targets, reduction='sum') where it is -sum(y * log(softmax(theta))), any other loss as written")
+    fused = True
 
     def __init__(self) -> None:
         if torch is not None:
@@ -297,7 +300,6 @@ class TorchBackend(Backend):
             raise NotSupported(f"Jacobian convention {convention!r}")
         return flat
 
-
     def _higher_order(self, model: Model, q: Quantity, env: Mapping[str, "torch.Tensor"],
                       ops: TorchOps) -> "torch.Tensor":
         """Forward mode and second order with torch.func: ``jvp``, ``vjp``, ``hessian`` (forward over reverse,
@@ -319,13 +321,17 @@ class TorchBackend(Backend):
         return torch.func.jvp(torch.func.grad(lambda w: fn(w).reshape(())), (at,), (d,))[1]
 
 
-class TorchFusedBackend(TorchBackend):
-    """torch autograd; softmax cross-entropy by ``F.cross_entropy`` on the logits."""
+class TorchComposedBackend(TorchBackend):
+    """torch autograd over the forward definitions; the loss exactly as written."""
 
-    name = "torch-fused"
-    description = ("torch autograd over the forward definitions; loss by F.cross_entropy(logits, probability "
-                   "targets, reduction='sum') where it is -sum(y * log(softmax(theta))), any other loss as written")
-    fused = True
+    name = "torch-composed"
+    description = ("torch autograd over the forward definitions; the loss exactly as written "
+                   "(log(softmax(theta)) stays composed)")
+    fused = False
+
+
+#: Deprecated: the old import target of the stable form (``torch-fused``), now :class:`TorchBackend`.
+TorchFusedBackend = TorchBackend
 
 
 # ---------------------------------------------------------------------- conversions
