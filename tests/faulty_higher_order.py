@@ -3,9 +3,9 @@
 Each is a classic mistake that first-order checks cannot see:
 
 * :class:`DiagonalHessian` (numpy): the Hessian of softmax cross-entropy taken as its diagonal;
-* :class:`ElementwiseSoftmaxJvp` (torch): a custom softmax whose forward-mode rule is elementwise,
+* :class:`ElementwiseSoftmaxJvp` (torch-composed, so that the loss goes through softmax too): a custom softmax whose forward-mode rule is elementwise,
   t * y * (1 - y), while its reverse-mode rule is right; JVPs come from ``torch.autograd.forward_ad``;
-* :class:`DetachedSigmoidDerivative` (torch): a custom sigmoid whose backward multiplies by s (1 - s) with
+* :class:`DetachedSigmoidDerivative` (torch-composed): a custom sigmoid whose backward multiplies by s (1 - s) with
   ``s`` saved detached, so double backward (``create_graph=True``) loses sigma''; Hessians and HVPs come
   from double backward, as hand-written second-order code computes them;
 * :class:`FirstOrderOnly`: a backend written for contract 1.0 (no ``quantity_kinds``), which must never

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from conformance.backend import FIRST_ORDER_KINDS
 from conformance.run.run import Run, RunCache
 from conformance.spec.model import Spec
 
@@ -21,7 +22,9 @@ _CACHE = RunCache()
 
 def _failing(spec: Spec, name: str, dtype: str, layout: str = "row") -> list:
     with Run(spec, target(name), isolate=False, examples=1, cache=_CACHE) as run:
-        return [r for r in run.group(layout, dtype, "saturated_sigmoid").records if r.status != "pass"]
+        # the hand-written network is first order: the kinds it does not list are declined, never asked
+        return [r for r in run.group(layout, dtype, "saturated_sigmoid").records if r.status != "pass"
+                and (r.kind in FIRST_ORDER_KINDS or r.detail != "declined")]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
