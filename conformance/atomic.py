@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_bytes_atomic", "create_exclusive"]
+__all__ = ["write_bytes_atomic", "create_exclusive", "output_problem"]
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, mode: int = 0o644) -> Path:
@@ -55,3 +55,30 @@ def create_exclusive(path: str | Path, data: bytes, *, mode: int = 0o600) -> boo
         return True
     finally:
         os.unlink(tmp)
+
+
+def output_problem(path: str | Path, *, directory: bool = False) -> str | None:
+    """Why ``path`` (a file to write atomically, or with ``directory`` a folder to write into) cannot be
+    written, or None when it can: checked before a long run, so that its results are not lost at the end.
+
+    Nothing is left behind: a temporary file is made and removed in the nearest folder that exists on the way
+    (the one the missing ones would be created in); that is the only test that also holds for root, for whom
+    permission bits say little. A disk that fills up during the run is found only when writing; callers keep
+    a fallback for that.
+    """
+    p = Path(path)
+    if not directory and p.is_dir():
+        return f"{p} is a directory, and a file is to be written there"
+    folder = p if directory else p.parent
+    existing = next((up for up in [folder, *folder.parents] if up.exists()), None)
+    if existing is None:
+        return f"no folder on the way to {folder} exists"
+    if not existing.is_dir():
+        return f"{existing} is a file, and a directory is wanted there"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gradconform-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"{existing} cannot be written ({exc.strerror or exc})"
+    return None

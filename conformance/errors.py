@@ -42,3 +42,19 @@ class BackendNotFound(GradconformError, LookupError):
 
 class OracleError(GradconformError, ArithmeticError):
     """The oracle could not certify a value (it never returns an uncertified one)."""
+
+
+class SelectionError(GradconformError, LookupError):
+    """A selection of tests (``-k`` of ``gradconform run``, ``select`` of ``run_suite``) matches no test: running
+    nothing and reporting success would let a CI gate with a typo go green."""
+
+
+class ResultsFileError(GradconformError, ValueError):
+    """A results file cannot be used: unreadable, over a limit, not valid, or in conflict with another one.
+
+    The message names the file (where there is one) and what is wrong with it; the commands that read results
+    files print it as it is, never a traceback (docs/results.md, "Threat model")."""
+
+
+class OutputError(GradconformError, OSError):
+    """A results file or report could not be written where asked; the message says where the results went."""

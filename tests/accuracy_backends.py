@@ -20,7 +20,9 @@ results back (Jacobians: numerator <-> denominator layout).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -44,7 +46,8 @@ class Recipe:
     order     summation order inside sums and products: "blas" (numpy/BLAS), "reverse"
               (sequential, last term first) or "pairwise" (recursive halving)
     sigmoid   "stable" (two branches on exp(-|a|)), "naive" (1 / (1 + exp(-a))),
-              fault "expratio" (exp(a) / (1 + exp(a)))
+              fault "expratio" (exp(a) / (1 + exp(a))), fault "tanh" (0.5 * (1 + tanh(a / 2)), the
+              textbook identity, which cancels for a << 0)
     dsigmoid  sigmoid' as "h-hh" (h - h*h), "h(1-h)" or "s(a)s(-a)" (sigmoid(a) * sigmoid(-a));
               "chain3" multiplies dL/dh by h and then by (1 - h), one rounding more than the spec
     softmax   "shift-div" (exp(x - max) / sum), "shift-recip" (exp(x - max) * (1 / sum)),
@@ -57,8 +60,15 @@ class Recipe:
               jax does: yhat is divided out and s / w recomputed)
     assoc     "left" (the spec's association) or "right" (matrix chains multiplied right to left,
               weight gradients as sums of per-sample outer products)
-    bias      "separate" (round x W, then add b) or "fused" (add b inside the accumulator)
+    bias      "separate" (round x W, then add b), "fused" (add b inside the accumulator, last) or
+              "first" (the accumulator starts at b and the products are added one by one, as gemm with
+              beta = 1, torch.addmm and nn.Linear do)
+    fma       every matrix product accumulated sequentially with fused multiply-add (one rounding per
+              step, s = fl(a_k b_k + s)), from 0 or from the bias
     perturb   fault: relative error put into one gradient (dL/dx)
+    store     "nearest" (results converted to the requested dtype by rounding to nearest), fault "truncate"
+              (with ``compute`` wider: converted rounding toward zero, as a truncating bfloat16 store does;
+              within every bound, biased over many components)
     """
 
     compute: tuple[tuple[str, str], ...] = ()
@@ -71,7 +81,9 @@ class Recipe:
     backward: str = "closed"
     assoc: str = "left"
     bias: str = "separate"
+    fma: bool = False
     perturb: float = 0.0
+    store: str = "nearest"
 
 
 class _Arith:
@@ -86,6 +98,7 @@ class _Arith:
         else:
             self.acc = np.dtype(np.float32) if narrow else self.dt
         self.order = recipe.order
+        self.fma = recipe.fma
 
     def r(self, x: Any) -> np.ndarray:
         return np.asarray(x).astype(self.dt)
@@ -113,10 +126,18 @@ class _Arith:
             s = (s + t).astype(self.acc)
         return s
 
-    def matmul(self, A: np.ndarray, B: np.ndarray, add: np.ndarray | None = None) -> np.ndarray:
-        """A @ B (+ add inside the accumulator, when given), rounded once to the dtype."""
+    def matmul(self, A: np.ndarray, B: np.ndarray, add: np.ndarray | None = None,
+               first: np.ndarray | None = None) -> np.ndarray:
+        """A @ B, rounded once to the dtype; ``add`` is added inside the accumulator after the products,
+        ``first`` initialises the accumulator (the products are then added to it one by one)."""
         a, b = A.astype(self.acc), B.astype(self.acc)
-        if self.order == "blas":
+        if self.fma:
+            s = self._fma_products(a, b, first)
+        elif first is not None:
+            s = np.broadcast_to(first, (a.shape[0], b.shape[1])).astype(self.acc)
+            for k in range(a.shape[1]):
+                s = (s + (a[:, k:k + 1] * b[k:k + 1, :]).astype(self.acc)).astype(self.acc)
+        elif self.order == "blas":
             s = (a @ b).astype(self.acc)
         else:
             terms = [(a[:, k:k + 1] * b[k:k + 1, :]).astype(self.acc) for k in range(a.shape[1])]
@@ -124,6 +145,24 @@ class _Arith:
         if add is not None:
             s = (s + add.astype(self.acc)).astype(self.acc)
         return self.r(s)
+
+    def _fma_products(self, a: np.ndarray, b: np.ndarray, first: np.ndarray | None) -> np.ndarray:
+        """Sequential fused multiply-add in the accumulator: s = fl(a_ik b_kj + s) for k = 1..K, one
+        correct rounding per step (computed exactly in rationals, then rounded)."""
+        n, m = a.shape[0], b.shape[1]
+        start = np.zeros((n, m), self.acc) if first is None else np.broadcast_to(first, (n, m)).astype(self.acc)
+        out = np.empty((n, m), self.acc)
+        for i in range(n):
+            for j in range(m):
+                s = float(start[i, j])
+                for k in range(a.shape[1]):
+                    x, w = float(a[i, k]), float(b[k, j])
+                    if math.isfinite(x) and math.isfinite(w) and math.isfinite(s):
+                        s = _round_rational(Fraction(x) * Fraction(w) + Fraction(s), self.acc)
+                    else:  # no exact value to round: inf or NaN as the plain operations give
+                        s = float(self.acc.type(s) + self.acc.type(x) * self.acc.type(w))
+                out[i, j] = s
+        return out
 
     def sum(self, X: np.ndarray, axis: int | None) -> np.ndarray:
         x = X.astype(self.acc)
@@ -143,6 +182,33 @@ class _Arith:
         return self.r(np.log(x))
 
 
+#: (significand bits, smallest normal exponent) of the accumulation dtypes the FMA emulation rounds to
+_BINARY = {np.dtype(np.float64): (53, -1022), np.dtype(np.float32): (24, -126)}
+
+
+def _round_rational(q: Fraction, dtype: np.dtype) -> float:
+    """``q`` correctly rounded (to nearest, ties to even, with gradual underflow) to ``dtype``."""
+    if q == 0:
+        return 0.0
+    p, emin = _BINARY[dtype]
+    sign, num, den = (-1 if q < 0 else 1), abs(q.numerator), q.denominator
+    e = num.bit_length() - den.bit_length()  # 2**e <= |q| < 2**(e + 1), after the correction below
+    if (num << max(-e, 0)) < (den << max(e, 0)):
+        e -= 1
+    scale = max(e, emin) - (p - 1)  # the exponent of one unit in the last place
+    if scale >= 0:
+        den <<= scale
+    else:
+        num <<= -scale
+    m, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and m & 1):
+        m += 1
+    try:
+        return float(dtype.type(sign * math.ldexp(m, scale)))
+    except OverflowError:
+        return sign * math.inf
+
+
 def _sigmoid(ar: _Arith, a: np.ndarray, form: str) -> np.ndarray:
     one = ar.c(1.0)
     if form == "stable":
@@ -154,6 +220,9 @@ def _sigmoid(ar: _Arith, a: np.ndarray, form: str) -> np.ndarray:
     if form == "expratio":
         e = ar.exp(a)
         return ar.r(e / ar.r(one + e))
+    if form == "tanh":
+        t = ar.r(np.tanh(ar.r(a / ar.c(2.0)).astype(np.float64)))
+        return ar.r(ar.c(0.5) * ar.r(one + t))
     raise ValueError(form)
 
 
@@ -176,6 +245,30 @@ def _softmax_parts(ar: _Arith, theta: np.ndarray, form: str) -> tuple[np.ndarray
     raise ValueError(form)
 
 
+def _below_theta(ar: _Arith, recipe: Recipe, g: np.ndarray, x: np.ndarray, h: np.ndarray, W1: np.ndarray,
+                 W2: np.ndarray, sp: np.ndarray) -> dict[str, np.ndarray]:
+    """The gradients below the logits, chained from ``g`` = dL/dtheta in the recipe's association."""
+    n = x.shape[0]
+    one = ar.c(1.0)
+    gh = ar.matmul(g, W2.T)
+    ga = ar.r(ar.r(gh * h) * ar.r(one - h)) if recipe.dsigmoid == "chain3" else ar.r(gh * sp)
+    if recipe.assoc == "right":
+        # per sample: g_i @ ((W2.T * sp_i) @ W1.T), and weight gradients as sums of outer products
+        gx = np.concatenate([ar.matmul(g[i:i + 1], ar.matmul(ar.r(W2.T * sp[i:i + 1]), W1.T)) for i in range(n)])
+        gW1 = ar.sum(np.stack([ar.r(x[i:i + 1].T * ga[i:i + 1]) for i in range(n)], axis=0).reshape(n, -1), 0)
+        gW1 = gW1.reshape(W1.shape)
+        gW2 = ar.sum(np.stack([ar.r(h[i:i + 1].T * g[i:i + 1]) for i in range(n)], axis=0).reshape(n, -1), 0)
+        gW2 = gW2.reshape(W2.shape)
+    else:
+        gx = ar.matmul(ga, W1.T)
+        gW1 = ar.matmul(x.T, ga)
+        gW2 = ar.matmul(h.T, g)
+    if recipe.perturb:
+        gx = ar.r(gx.astype(np.float64) * (1.0 + recipe.perturb))
+    return {"dL/dh": gh, "dL/da": ga, "dL/dx": gx, "dL/dW1": gW1, "dL/db1": ar.sum(ga, 0), "dL/dW2": gW2,
+            "dL/db2": ar.sum(g, 0)}
+
+
 def forward_backward(inputs: Mapping[str, np.ndarray], dtype: str, recipe: Recipe) -> dict[str, np.ndarray]:
     """Every forward value and gradient of the seed network in the row layout (n x features)."""
     ar = _Arith(dict(recipe.compute).get(dtype, dtype), recipe)
@@ -186,6 +279,8 @@ def forward_backward(inputs: Mapping[str, np.ndarray], dtype: str, recipe: Recip
     def affine(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         if recipe.bias == "fused":
             return ar.matmul(X, W, add=np.broadcast_to(b, (X.shape[0], W.shape[1])))
+        if recipe.bias == "first":
+            return ar.matmul(X, W, first=b)
         return ar.r(ar.matmul(X, W) + b)
 
     a = affine(x, W1, b1)
@@ -233,24 +328,14 @@ def forward_backward(inputs: Mapping[str, np.ndarray], dtype: str, recipe: Recip
         sp = ar.r(h * ar.r(one - h))
     else:
         raise ValueError(recipe.dsigmoid)
-    gh = ar.matmul(g, W2.T)
-    ga = ar.r(ar.r(gh * h) * ar.r(one - h)) if recipe.dsigmoid == "chain3" else ar.r(gh * sp)
-    if recipe.assoc == "right":
-        # per sample: g_i @ ((W2.T * sp_i) @ W1.T), and weight gradients as sums of outer products
-        gx = np.concatenate([ar.matmul(g[i:i + 1], ar.matmul(ar.r(W2.T * sp[i:i + 1]), W1.T)) for i in range(n)])
-        gW1 = ar.sum(np.stack([ar.r(x[i:i + 1].T * ga[i:i + 1]) for i in range(n)], axis=0).reshape(n, -1), 0)
-        gW1 = gW1.reshape(W1.shape)
-        gW2 = ar.sum(np.stack([ar.r(h[i:i + 1].T * g[i:i + 1]) for i in range(n)], axis=0).reshape(n, -1), 0)
-        gW2 = gW2.reshape(W2.shape)
-    else:
-        gx = ar.matmul(ga, W1.T)
-        gW1 = ar.matmul(x.T, ga)
-        gW2 = ar.matmul(h.T, g)
-    if recipe.perturb:
-        gx = ar.r(gx.astype(np.float64) * (1.0 + recipe.perturb))
-    out = {"a": a, "h": h, "theta": theta, "yhat": yhat, "L": L.reshape(1, 1),
-           "dL/dtheta": g, "dL/dtheta.general": general, "dL/dh": gh, "dL/da": ga, "dL/dx": gx,
-           "dL/dW1": gW1, "dL/db1": ar.sum(ga, 0), "dL/dW2": gW2, "dL/db2": ar.sum(g, 0)}
+    out = {"a": a, "h": h, "theta": theta, "yhat": yhat, "L": L.reshape(1, 1), "dL/dtheta": g,
+           "dL/dtheta.general": general}
+    below = _below_theta(ar, recipe, g, x, h, W1, W2, sp)
+    out.update(below)
+    # the gradients for any labels (the spec's ".general" identities): the same chain from the general
+    # dL/dtheta (the same arrays where the recipe's dL/dtheta already is the general one, as in autodiff)
+    below_general = below if general is g else _below_theta(ar, recipe, general, x, h, W1, W2, sp)
+    out.update({f"{k}.general": v for k, v in below_general.items()})
     if n == 1:
         D = np.diag(sp.reshape(-1)).astype(ar.dt)
         if recipe.assoc == "right":
@@ -268,6 +353,19 @@ def forward_backward(inputs: Mapping[str, np.ndarray], dtype: str, recipe: Recip
 
 
 _COLUMN_VECTORS = ("x", "b1", "b2", "y")
+
+
+def _truncate(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """``x`` converted to ``dt`` rounding toward zero: where rounding to nearest went up in magnitude, one ulp
+    back (the magnitude bits of a nonzero finite float step toward zero when decremented)."""
+    y = x.astype(dt)
+    wide = x.astype(np.float64)
+    up = np.isfinite(wide) & np.isfinite(y.astype(np.float64)) & (np.abs(y.astype(np.float64)) > np.abs(wide))
+    if up.any():
+        bits = y.view(np.dtype(f"u{dt.itemsize}")).copy()
+        bits[up] -= 1
+        y = bits.view(dt)
+    return y
 
 
 class VariantBackend(Backend):
@@ -292,9 +390,10 @@ class VariantBackend(Backend):
                 out[q.id] = NotSupported(f"{q.id} is not hand-written")
                 continue
             v = got[q.id]
-            if column and q.id not in ("dL/dW1", "dL/dW2", "L"):
+            if column and q.id not in ("dL/dW1", "dL/dW2", "dL/dW1.general", "dL/dW2.general", "L"):
                 v = v.T  # vectors transpose; numerator-layout Jacobians become denominator-layout
-            out[q.id] = np.ascontiguousarray(v).astype(claimed)
+            v = np.ascontiguousarray(v)
+            out[q.id] = _truncate(v, claimed) if self.recipe.store == "truncate" else v.astype(claimed)
         return out
 
 
@@ -314,6 +413,8 @@ CORRECT: dict[str, Recipe] = {
     "right-assoc": Recipe(assoc="right", bias="fused", sigmoid="naive"),
     "autodiff-composed": Recipe(backward="autodiff-composed", loss="composed", dsigmoid="chain3"),
     "autodiff-composed-sw": Recipe(backward="autodiff-composed-sw", loss="composed", order="pairwise"),
+    "bias-first": Recipe(bias="first"),
+    "bias-first-fma": Recipe(bias="first", fma=True),
     "wide-compute": Recipe(compute=(("float16", "float32"), ("bfloat16", "float32"), ("float32", "float64")),
                            acc="float64"),
 }
@@ -326,6 +427,8 @@ FAULTS: dict[str, Recipe] = {
     "rel-1e-10-dLdx": Recipe(perturb=1e-10),
     "softmax-noshift": Recipe(softmax="noshift"),
     "sigmoid-expratio": Recipe(sigmoid="expratio"),
+    "sigmoid-tanh": Recipe(sigmoid="tanh"),
+    "truncating-stores": Recipe(compute=(("float16", "float32"), ("bfloat16", "float32")), store="truncate"),
 }
 
 _CLASSES: dict[str, type[VariantBackend]] = {}

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import NotSupported, Request, fuse_log_softmax, interpret
+from conformance.backend import Backend, NotSupported, Request, fuse_log_softmax, interpret
 from impls.numpy import NumpyBackend, NumpyOps
 
 
@@ -189,3 +189,50 @@ class AllNaN(NumpyBackend):
     def evaluate(self, request: Request) -> Mapping[str, Any]:
         out = dict(super().evaluate(request))
         return {k: (np.full_like(v, np.nan) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+
+
+class InputGradientsOnly(Backend):
+    """A hand-written backward pass that answers only the gradients of the inputs and parameters (what most
+    backward passes return), declining everything else; computed in float64, rounded once to the dtype.
+    Correct: dL/dtheta = yhat * sum(y) - y per sample. The control of :class:`YhatMinusYThroughout`."""
+
+    name = "hand-written-input-gradients"
+    assumes_normalized_labels = False
+
+    def dtypes(self) -> frozenset[str]:
+        return frozenset({"float64", "float32"})
+
+    def evaluate(self, request: Request) -> Mapping[str, Any]:
+        if request.model.name != "two_layer_sigmoid_xent":
+            raise NotSupported("written for the seed network only")
+        column = request.model.layout == "column"
+        f = {k: np.asarray(v, dtype=np.float64) for k, v in request.inputs.items()}
+        if column:  # the same network transposed: compute in rows
+            f = {k: (v if k in ("W1", "W2") else v.T) for k, v in f.items()}
+        x, W1, b1, W2, b2, y = (f[k] for k in ("x", "W1", "b1", "W2", "b2", "y"))
+        a = x @ W1 + b1
+        e = np.exp(-np.abs(a))
+        h = np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+        theta = h @ W2 + b2
+        z = np.exp(theta - theta.max(axis=1, keepdims=True))
+        yhat = z / z.sum(axis=1, keepdims=True)
+        g = yhat - y if self.assumes_normalized_labels else yhat * y.sum(axis=1, keepdims=True) - y
+        da = (g @ W2.T) * (h * (1 - h))
+        grads = {"x": da @ W1.T, "W1": x.T @ da, "b1": da.sum(axis=0, keepdims=True), "W2": h.T @ g,
+                 "b2": g.sum(axis=0, keepdims=True)}
+        out: dict[str, Any] = {}
+        for q in request.quantities:
+            if q.kind == "gradient" and q.of == "L" and q.wrt in grads:
+                v = grads[q.wrt] if not column or q.wrt in ("W1", "W2") else grads[q.wrt].T
+                out[q.id] = np.ascontiguousarray(v).astype(request.dtype)
+            else:
+                out[q.id] = NotSupported("only the gradients of the inputs and parameters are computed")
+        return out
+
+
+class YhatMinusYThroughout(InputGradientsOnly):
+    """dL/dtheta = yhat - y throughout the backward pass, as if every label row summed to 1 (the seed's trap):
+    right on normalized labels, wrong (relative differences of 0.2 to 56) on labels that do not sum to 1."""
+
+    name = "faulty-yhat-minus-y"
+    assumes_normalized_labels = True

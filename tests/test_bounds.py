@@ -4,6 +4,7 @@ and informative where a probability underflows."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +17,7 @@ from conformance.spec.parse import parse_expr
 from conformance.spec import load_spec
 from impls.numpy import NumpyOps
 
+from .accuracy_backends import _round_rational
 from .conftest import SEED_SPEC
 
 POLICY = load_spec(SEED_SPEC).tolerance
@@ -141,3 +143,32 @@ def test_the_loss_bound_stays_finite_and_informative_where_the_labelled_probabil
     assert np.isfinite(bound) and bound < 0.05 * loss
     wrong = -np.log(np.exp(-loss) + 1e-7)
     assert abs(wrong - loss) > seed_spec.tolerance.safety_factor * bound + fmt.eta
+
+
+@pytest.mark.parametrize("fma", [False, True])
+def test_a_biased_product_is_bounded_for_the_bias_first_order(fma):
+    """gemm with beta = 1 (torch.addmm, nn.Linear) starts the accumulator at the bias: s = b, then s += x_k w_k,
+    sequentially or by fused multiply-add. Where |b| dominates, each of the k additions rounds at |b|'s
+    magnitude, beyond the product's gamma_k |x||W| plus one rounding of the sum (the former rule, exceeded
+    here with factor 1); the bound of x @ W + b, gamma_{k+1} (|x||W| + |b|), holds with factor 1."""
+    rng = np.random.default_rng(3)
+    n, k, m, dt = 400, 7, 3, np.dtype(np.float32)
+    x = rng.normal(size=(n, k)).astype(dt)
+    W = rng.normal(size=(k, m)).astype(dt)
+    b = (np.sign(rng.normal(size=(1, m))) * rng.uniform(1000, 1500, size=(1, m))).astype(dt)
+    s = np.broadcast_to(b, (n, m)).astype(dt)
+    for i in range(k):
+        if fma:
+            exact = [[Fraction(float(x[r, i])) * Fraction(float(W[i, c])) + Fraction(float(s[r, c]))
+                      for c in range(m)] for r in range(n)]
+            s = np.array([[_round_rational(q, dt) for q in row] for row in exact], dtype=dt)
+        else:
+            s = (s + x[:, i:i + 1] * W[i:i + 1, :]).astype(dt)
+    bounds, exprs, env = make_bounds([("a", "x @ W + b")], {"x": x, "W": W, "b": b}, "float32")
+    err = np.abs(s.astype(np.float64) - env["a"])  # float64 stands in for the exact value (error ~1e-16 |b|)
+    u = get_format("float32").u
+    former = gamma(k, u) * (np.abs(x.astype(np.float64)) @ np.abs(W.astype(np.float64))) + u * np.abs(env["a"])
+    assert np.max(err / former) > 1, "the bias-first order does exceed the former rule here"
+    assert np.all(err <= bounds.bound(exprs["a"])), np.max(err / bounds.bound(exprs["a"]))
+    print(f"\nbias-first{' FMA' if fma else ''}: max error / former rule {np.max(err / former):.3g}, "
+          f"/ the biased-product bound {np.max(err / bounds.bound(exprs['a'])):.3g}")

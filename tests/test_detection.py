@@ -18,16 +18,18 @@ import pytest
 from conformance.statuses import PASS
 from conformance.formats import FORMATS
 from conformance.formats import DTYPES
-from conformance.run.run import RunCache
+from conformance.run.run import Run, RunCache
 
 from .accuracy_support import SHARED_CACHE, sweep
 
 FORWARD = {"a", "h", "theta", "yhat", "L"}
+#: the label-sum-free forms of the gradients below the logits (yhat * sum(y) - y chained down)
+GENERAL = {f"{q}.general" for q in ("dL/dh", "dL/da", "dL/dx", "dL/dW1", "dL/db1", "dL/dW2", "dL/db2")}
 GRADIENTS = {"dL/dtheta", "dL/dtheta.general", "dL/dh", "dL/da", "dL/dx", "dL/dx.chain", "dL/dW1", "dL/db1",
-             "dL/dW2", "dL/db2", "dh/da", "dyhat/dtheta", "da/dx"}
+             "dL/dW2", "dL/db2", "dh/da", "dyhat/dtheta", "da/dx"} | GENERAL
 #: quantities computed from yhat, and from h (the ones a fault in softmax, or in sigmoid, can reach)
 DOWNSTREAM_OF_YHAT = {"yhat", "L", "dL/dtheta", "dL/dtheta.general", "dL/dh", "dL/da", "dL/dx", "dL/dx.chain",
-                      "dL/dW1", "dL/db1", "dL/dW2", "dL/db2", "dyhat/dtheta"}
+                      "dL/dW1", "dL/db1", "dL/dW2", "dL/db2", "dyhat/dtheta"} | GENERAL
 DOWNSTREAM_OF_H = DOWNSTREAM_OF_YHAT | {"h", "theta", "dh/da"}
 
 
@@ -109,7 +111,7 @@ def test_log_of_yhat_plus_epsilon_is_flagged_in_the_loss_only(seed_spec):
 def test_relative_error_of_1e_10_in_one_gradient_is_flagged_in_float64(seed_spec):
     records = sweep(seed_spec, "rel-1e-10-dLdx")
     bad = flagged(records)
-    assert {r.quantity for r in bad} == {"dL/dx"} and {r.dtype for r in bad} == {"float64"}
+    assert {r.quantity for r in bad} == {"dL/dx", "dL/dx.general"} and {r.dtype for r in bad} == {"float64"}
     # well-conditioned regimes: every case
     for regime in ("benign", "onehot", "tiny_inputs", "unlikely_class"):
         rs = [r for r in records if r.dtype == "float64" and r.regime == regime and r.quantity == "dL/dx"]
@@ -195,3 +197,42 @@ def test_sigmoid_as_exp_ratio_is_flagged_where_exp_overflows(seed_spec):
     print("\nsigmoid as exp(a) / (1 + exp(a)), saturated_sigmoid (|a| = magnitude * [1, 1.5] + O(1)): "
           + "; ".join(f"{d}: passes up to {_g(last_pass[d])}, flagged from {_g(first[d])} (exp overflows at "
                       f"{exp_overflow(d):.4g})" for d in DTYPES))
+
+
+# --------------------------------------------------------------------------- yhat - y with unnormalized labels
+
+#: the gradients a backward pass usually returns (inputs and parameters), in their label-sum-free form
+PARAMETER_GENERAL = {f"{q}.general" for q in ("dL/dx", "dL/dW1", "dL/db1", "dL/dW2", "dL/db2")}
+
+
+def _label_records(spec, backend: str) -> list:
+    with Run(spec, f"tests.faulty_backends:{backend}", isolate=False, examples=2) as run:
+        return [r for layout in spec.layouts for regime in ("benign", "onehot", "unnormalized_labels")
+                for r in run.group(layout, "float64", regime).records]
+
+
+def test_yhat_minus_y_throughout_is_flagged_where_labels_do_not_sum_to_one(seed_spec):
+    """The seed's trap in a backend that returns only input and parameter gradients: right wherever the labels
+    sum to 1, so only the label-sum-free identities can flag it, and they do, on every such gradient."""
+    records = _label_records(seed_spec, "YhatMinusYThroughout")
+    answered = [r for r in records if r.status != "not_supported"]
+    plain = {q.removesuffix(".general") for q in PARAMETER_GENERAL} | {"dL/dx.chain"}
+    assert {r.quantity for r in answered} == PARAMETER_GENERAL | plain
+    bad = flagged(answered)
+    assert {r.regime for r in bad} == {"unnormalized_labels"}, "right wherever the labels sum to 1"
+    assert all(r.detail == "out_of_bound" for r in bad)
+    for layout in seed_spec.layouts:
+        caught = {r.quantity for r in bad if r.layout == layout}
+        assert caught == PARAMETER_GENERAL, (layout, caught)
+    # the gradients that assume the labels sum to 1 are not asked there: without the general forms, nothing is
+    assert not [r for r in records if r.regime == "unnormalized_labels" and not r.quantity.endswith(".general")
+                and r.kind == "gradient" and r.quantity != "dL/dtheta.general"]
+    print(f"\nyhat - y throughout: {len(bad)} of {len([r for r in answered if r.regime == 'unnormalized_labels'])} "
+          f"unnormalized-label results flagged, smallest margin {margin(bad):.3g}x the bound")
+
+
+def test_the_same_backward_pass_with_the_general_gradient_passes_everywhere(seed_spec):
+    records = _label_records(seed_spec, "InputGradientsOnly")
+    answered = [r for r in records if r.status != "not_supported"]
+    assert answered and not flagged(answered)
+    assert {r.quantity for r in answered if r.regime == "unnormalized_labels"} == PARAMETER_GENERAL

@@ -36,8 +36,10 @@ def test_every_shipped_spec_passes_lint(path: Path) -> None:
 def test_seed_spec_symmetric_jacobians_are_verified_not_just_accepted() -> None:
     report = lint(spec_dir() / "two_layer_sigmoid_xent.yaml")
     sym = [d for d in report.discriminations if d.verdict == "symmetric"]
-    assert {(d.layout, d.identity) for d in sym} == {("row", "dh/da"), ("row", "dyhat/dtheta"),
-                                                     ("column", "dh/da"), ("column", "dyhat/dtheta")}
+    # the Jacobians of elementwise sigmoid and of softmax, every Hessian, and the scalar directional derivative
+    declared = {"dh/da", "dyhat/dtheta", "d2L/dtheta2.hessian", "d2L/dtheta2.hessian.normalized", "d2L/dh2.hessian",
+                "dL/dtheta.jvp"}
+    assert {(d.layout, d.identity) for d in sym} == {(lay, i) for lay in ("row", "column") for i in declared}
     assert all("verified" in d.detail for d in sym)
     # the square family is where W1 and W1.T only differ by value: lint says so for the W1 negative identity
     neg = next(n for n in report.negatives if n.id == "dL/dx.W1_not_transposed")

@@ -3,7 +3,8 @@
 Each implementation in :data:`tests.accuracy_backends.CORRECT` is a way people
 really write this network: another summation order (reversed, pairwise,
 BLAS-blocked), another association of the matrix chains, float64 accumulation,
-the bias added inside the accumulator, sigmoid as 1 / (1 + exp(-a)),
+the bias added inside the accumulator, last or first (gemm with beta = 1,
+sequentially or by fused multiply-add), sigmoid as 1 / (1 + exp(-a)),
 sigmoid' as h (1 - h) or sigmoid(a) sigmoid(-a), softmax through a
 reciprocal or as exp(log_softmax), the reverse-mode graph of the fused or of
 the composed loss, everything computed in a wider type and rounded at the end.
@@ -16,6 +17,7 @@ finite) and are reported as such, never hidden.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 
@@ -61,3 +63,20 @@ def test_the_composed_forms_do_break_where_probabilities_underflow(seed_spec):
     assert {reg for _, reg in failing} <= UNDERFLOW_REGIMES
     for dtype in DTYPES:
         assert any(r.dtype == dtype and r.status != PASS and r.regime == "unlikely_class" for r in records)
+
+
+@pytest.mark.parametrize("name", ["bias-first", "bias-first-fma"])
+def test_bias_first_accumulation_is_not_flagged_where_the_bias_dominates(seed_spec, name):
+    """gemm with beta = 1 (torch.addmm, nn.Linear) starts the accumulator at the bias, sequentially or with FMA:
+    with |b1| ~ 1000 in float64 each of the k additions rounds at the bias's magnitude, up to k u |b1| in all,
+    beyond the spec order's gamma_k |x||W1| + u |a| (flagged there at a ratio of 1.02 before the bound of
+    x W1 + b1 counted the bias as one more term of the sum: gamma_{k+1} (|x||W1| + |b1|))."""
+    regime = replace(seed_spec.regimes["saturated_sigmoid"], magnitudes=(1000.0,))
+    spec = replace(seed_spec, regimes={"saturated_sigmoid": regime})
+    records = sweep(spec, name, examples=4, dtypes=("float64",))
+    bad = [r for r in records if r.status != PASS]
+    assert not bad, "\n".join(f"{r.quantity} [{r.layout}] {r.status} {r.detail}: {r.message}" for r in bad[:10])
+    # not vacuous: the bias-first order's error on a is a sizable part of the bound (the bound is not slack)
+    worst = max(r.max_ratio or 0.0 for r in records if r.quantity == "a")
+    assert worst > 0.1, worst
+    print(f"\n{name}, float64 saturated_sigmoid at 1000: {len(records)} results pass; worst ratio on a {worst:.3g}")

@@ -660,3 +660,41 @@ def test_failure_details_are_capped_but_every_group_is_listed(run_dir: Path, tmp
     rows = page.by_id("failures-table").find_all("tr", "group")
     assert len(rows) >= 2 and len(page.find_all("details", "failure")) == 1
     assert "The details of the first 1 of" in page.by_id("details-capped").text()
+
+
+# ---------------------------------------------------------------------------- the printed commands
+
+def _rebuild(folder: Path, args: list[str]) -> None:
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert cli_main(args) == 0
+    finally:
+        os.chdir(cwd)
+
+
+def test_rebuild_command_works_in_a_copied_and_renamed_folder(run_dir: Path, tmp_path: Path) -> None:
+    """The page's rebuild command, run in the report's own folder after the reports were copied elsewhere under
+    another name, rebuilds that folder in place: no report nested in it, the scoreboard beside it, and the same
+    bytes whatever the working directory of the build."""
+    import shlex
+
+    copy = tmp_path / "elsewhere" / "renamed reports"
+    shutil.copytree(run_dir.parent, copy)
+    backend_dir = copy / run_dir.name
+    cmd = re.search(r"```sh\n(gradconform report [^\n]*)\n```", (backend_dir / "REPORT.md").read_text()).group(1)
+    args = shlex.split(cmd)[1:]
+    assert args[:3] == ["report", "--out", ".."], cmd
+    dirs_before = sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_dir())
+    _rebuild(backend_dir, args)
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_dir()) == dirs_before  # nothing nested
+    assert (copy / "index.html").is_file() and (copy / "README.md").is_file()
+    first = {n: (backend_dir / n).read_bytes() for n in ("REPORT.md", "index.html")}
+    first["scoreboard"] = (copy / "README.md").read_bytes()
+    _rebuild(tmp_path, ["report", "--out", str(copy)])  # from another directory, by absolute path
+    assert {n: (backend_dir / n).read_bytes() for n in ("REPORT.md", "index.html")} == \
+        {n: first[n] for n in ("REPORT.md", "index.html")}
+    assert (copy / "README.md").read_bytes() == first["scoreboard"]
+    readme = first["scoreboard"].decode()
+    assert "gradconform run --out 'renamed reports'" in readme, "the folder's name, shell-quoted"
+    assert "`gradconform report --out .`" in readme

@@ -31,9 +31,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from conformance import expr as expr_module
-from conformance.backend import Model, NotSupported, Quantity, Request, numpy_dtype
+from conformance.backend import FIRST_ORDER_KINDS, Model, NotSupported, Quantity, Request, numpy_dtype
 
 __all__ = ["BackendInfo", "Reply", "ProtocolError", "MESSAGE_LIMIT", "MAX_FRAME_BYTES", "FRAME", "cap_message",
+           "versions_dict", "VERSION_LIMIT",
            "frame", "unpack", "encode_requests", "decode_requests", "encode_reply", "decode_reply",
            "encode_info", "decode_info", "encode_close"]
 
@@ -68,6 +69,8 @@ class BackendInfo:
     versions: Mapping[str, str] = field(default_factory=dict)
     dtypes: tuple[str, ...] = ()
     devices: tuple[str, ...] = ("cpu",)
+    #: the quantity kinds the backend computes (contract 1.1; a 1.0 backend: value, gradient, jacobian)
+    kinds: tuple[str, ...] = tuple(sorted(FIRST_ORDER_KINDS))
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,23 @@ def cap_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... [truncated, {len(text)} chars]"
+
+
+#: the longest version text kept (a version is a short label; a longer one is cut, saying so)
+VERSION_LIMIT = 200
+
+
+def versions_dict(versions: Any) -> dict[str, str]:
+    """A backend's ``versions()`` as the results schema wants it, text to text, whatever it returned: None is
+    no versions, a mapping keeps its items (keys and values as text, each cut to :data:`VERSION_LIMIT`), any
+    other value is the one version of the backend (``{"version": "1.5"}``). A backend is never made unusable, nor
+    a results file invalid, by how it states its versions."""
+    if versions is None:
+        return {}
+    if not isinstance(versions, Mapping):
+        versions = {"version": versions}
+    return {cap_message(str(k), VERSION_LIMIT): cap_message("" if v is None else str(v), VERSION_LIMIT)
+            for k, v in versions.items()}
 
 
 # ---------------------------------------------------------------------------- framing
@@ -294,7 +314,7 @@ def decode_reply(header: Mapping[str, Any], payload: memoryview) -> Reply:
 def encode_info(info: BackendInfo) -> bytes:
     return frame({"name": info.name, "available": info.available, "reason": cap_message(info.reason),
                   "description": cap_message(info.description), "versions": dict(info.versions),
-                  "dtypes": list(info.dtypes), "devices": list(info.devices)})
+                  "dtypes": list(info.dtypes), "devices": list(info.devices), "kinds": list(info.kinds)})
 
 
 def _strings(v: Any, what: str) -> tuple[str, ...]:
@@ -314,4 +334,5 @@ def decode_info(header: Mapping[str, Any], target: str, source: str) -> BackendI
         raise ProtocolError("the backend's reason or description is not a string")
     return BackendInfo(cap_message(name, 200), target, source, available, cap_message(texts[0]),
                        cap_message(texts[1]), {cap_message(k, 200): cap_message(v, 200) for k, v in versions.items()},
-                       _strings(header.get("dtypes"), "dtypes"), _strings(header.get("devices"), "devices"))
+                       _strings(header.get("dtypes"), "dtypes"), _strings(header.get("devices"), "devices"),
+                       _strings(header.get("kinds", sorted(FIRST_ORDER_KINDS)), "kinds"))

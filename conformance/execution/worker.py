@@ -32,9 +32,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import NotSupported, Request
+from conformance.backend import FIRST_ORDER_KINDS, NotSupported, Request
 from conformance.execution.registry import BackendLoadError, BackendRef, load
 from conformance.execution.wire import (FRAME, MAX_FRAME_BYTES, BackendInfo, ProtocolError, Reply, cap_message,
+                                        versions_dict,
                                         decode_info, decode_reply, decode_requests, encode_close, encode_info,
                                         encode_reply, encode_requests, unpack)
 
@@ -61,9 +62,11 @@ def _describe(ref: BackendRef) -> tuple[Any, BackendInfo]:
             name=str(getattr(backend, "name", ref.name)), target=ref.target, source=ref.source,
             available=reason is None, reason=cap_message(str(reason or "")),
             description=cap_message(str(getattr(backend, "description", ""))),
-            versions={str(k): str(v) for k, v in dict(versions).items()},
+            versions=versions_dict(versions),
             dtypes=tuple(sorted(str(d) for d in backend.dtypes())) if hasattr(backend, "dtypes") else (),
             devices=tuple(str(d) for d in backend.devices()) if hasattr(backend, "devices") else ("cpu",),
+            kinds=tuple(sorted(str(k) for k in backend.quantity_kinds())) if hasattr(backend, "quantity_kinds")
+            else tuple(sorted(FIRST_ORDER_KINDS)),
         )
     except Exception as exc:
         return unavailable(f"backend {ref.name!r} failed to describe itself: {type(exc).__name__}: {exc}")
@@ -76,7 +79,7 @@ def _call(backend: Any, request: Request) -> Reply:
         raw = backend.evaluate(request)
         if not isinstance(raw, Mapping):
             raise TypeError(f"evaluate() must return a mapping of quantity ids to arrays, not {type(raw).__name__}")
-        return Reply("ok", dict(raw), seconds=time.perf_counter() - start)
+        return Reply("ok", _scalars_as_1x1(dict(raw), request), seconds=time.perf_counter() - start)
     except NotSupported as exc:
         return Reply("not_supported", message=cap_message(str(exc) or "not supported"),
                      seconds=time.perf_counter() - start)
@@ -84,6 +87,24 @@ def _call(backend: Any, request: Request) -> Reply:
         tb = traceback.format_exc(limit=8)
         return Reply("error", message=cap_message(f"{type(exc).__name__}: {exc}\n{tb}"),
                      seconds=time.perf_counter() - start)
+
+
+def _scalars_as_1x1(values: dict[Any, Any], request: Request) -> dict[Any, Any]:
+    """``values`` with a 0-d array or scalar (numpy, torch, jax, a float) for a 1 x 1 quantity made 1 x 1.
+
+    Why: the contract's scalar is 1 x 1 (every value is 2-D), but a 0-d loss is
+    what ``x.sum()`` gives in every framework, and it is the same number; it is
+    read as its 1 x 1 form here, once, so that the oracle tests, the metamorphic
+    checks and the diagnosis all see the same array. Any other shape stays as it is
+    (a wrong shape is the backend's to fix)."""
+    for q in request.quantities:
+        v = values.get(q.id)
+        if tuple(q.shape) == (1, 1) and (getattr(v, "ndim", None) == 0 or isinstance(v, float)):
+            try:
+                values[q.id] = np.asarray(v).reshape(1, 1)
+            except Exception:  # not convertible: left to the wire, which records why
+                pass
+    return values
 
 
 def _encoded(reply: Reply) -> bytes:

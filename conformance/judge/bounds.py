@@ -17,7 +17,8 @@ rule; in short:
 * every inner product or sum of k terms adds ``gamma_k(u_acc) |A| |B|``,
   gamma_k = k u / (1 - k u), with the unit roundoff of the accumulation dtype
   (float32 for float16 and bfloat16, as the spec says); valid for any order
-  of summation, blocking or fused multiply-add;
+  of summation, blocking or fused multiply-add; ``A @ B + c`` is one sum of
+  k + 1 terms, gamma_{k+1} (|A||B| + |c|), wherever the bias is added;
 * products are bounded with the absolute *chains* |A||B||C| (:meth:`ErrorBounds.absval`),
   so that the bound does not depend on how a backend associates a product of matrices;
 * every elementary function adds ``c u |v|``, c from the spec under the primitive's
@@ -184,7 +185,8 @@ class ErrorBounds:
         ex, ey = self.bound(e.left), self.bound(e.right)
         if e.op in "+-":
             # a sum is exact when it underflows (gradual underflow), but flushed to zero by FTZ backends
-            out = ex + ey + self.u * av + self.eta
+            biased = _biased_product(e)
+            out = self._biased_product_bound(*biased, av) if biased else ex + ey + self.u * av + self.eta
             if self._xent is not None and self._is_xent_gradient(e):
                 out = out + self._reverse_mode_allowance()
             return out
@@ -208,6 +210,22 @@ class ErrorBounds:
                 out = out + self.u * (ax @ ay)
             return out
         raise ValueError(e.op)  # pragma: no cover
+
+    def _biased_product_bound(self, product: BinOp, term: Expr, av: np.ndarray) -> np.ndarray:
+        """``A @ B + c`` (or ``- c``) as one sum of k + 1 terms, the bias being one more term: a correct
+        backend may add c anywhere in the accumulation (gemm with beta = 1, torch.addmm and nn.Linear
+        start from it, sequentially or with FMA). Every order is within gamma_{k+1}(u_acc) (|A||B| + |c|)
+        (Higham Lemma 3.1), the spec's gamma_k |A||B| + u |v| too (Lemma 3.3); a wider accumulator may
+        also store A @ B in the dtype first (u |A||B|, flushed) and rounds the result once (u |v|)."""
+        k = self.value(product.left).shape[1]
+        ax, ay = self.absval(product.left), self.absval(product.right)
+        ex, ey = self.bound(product.left), self.bound(product.right)
+        terms = ax @ ay + self.absval(term)
+        out = (_mm(ax, ey) + _mm(ex, ay) + _mm(ex, ey) + self.bound(term) + gamma(k + 1, self.ua) * terms
+               + (k + 1) * self.acc.eta + self.eta)
+        if self.wider_acc:
+            out = out + self.u * (ax @ ay) + self.u * av + self.eta
+        return out
 
     def _call(self, e: Call, v: np.ndarray, av: np.ndarray) -> np.ndarray:
         """The rule of the call's primitive (:data:`PRIMITIVE_RULES`), given ``c u``, its elementary budget."""
@@ -553,6 +571,14 @@ def _dsigmoid(d: np.ndarray) -> np.ndarray:
 
 def _sech2(d: np.ndarray) -> np.ndarray:
     return (2.0 / (np.exp(np.minimum(d, 700.0)) + np.exp(-np.minimum(d, 700.0)))) ** 2
+
+
+def _biased_product(e: BinOp) -> tuple[BinOp, Expr] | None:
+    """(A @ B, c) of a sum ``A @ B + c``, ``c + A @ B`` or ``A @ B - c`` (c not a matrix product), else None."""
+    left, right = (isinstance(s, BinOp) and s.op == "@" for s in (e.left, e.right))
+    if left == right:
+        return None
+    return (e.left, e.right) if left else (e.right, e.left)  # type: ignore[return-value]
 
 
 def _representable(value: Fraction, fmt: FloatFormat) -> bool:

@@ -60,6 +60,8 @@ class Comparison:
     worst_bound: float | None = None
     worst_allowed: float | None = None
     uninformative: int = 0  # components whose bound is no smaller than the exact value itself
+    toward_zero: int = 0  # inexact finite components smaller in magnitude than the exact value, of its sign (or 0)
+    away_from_zero: int = 0  # the other inexact finite components (larger in magnitude, or of the other sign)
     ulp_hist: tuple[int, ...] = field(default=(), repr=False)
 
 
@@ -114,6 +116,13 @@ def compare(got: Any, exact: Exact, bound: np.ndarray, *, dtype: str, expected_s
     worst = np.unravel_index(int(np.argmax(flat_ratio)), g.shape) if g.size else None
     covered = bound >= np.abs(hi)
     uninformative = int(covered.sum() - (covered & (hi == 0) & (bound == 0)).sum())
+    # the sign of the errors, for the grade tier's sign-bias finding (conformance/results/summary.py): a store
+    # that truncates toward zero passes every per-component check, and shows here over many components
+    with np.errstate(all="ignore"):
+        inexact = np.isfinite(g) & (err > 0) & np.isfinite(hi)
+        exact_val = hi + lo
+        toward = inexact & (np.abs(g) < np.abs(exact_val)) & (np.sign(g) * np.sign(exact_val) >= 0)
+    n_toward = int(toward.sum())
     common: dict[str, Any] = dict(
         components=int(g.size),
         max_ratio=_f(flat_ratio.max()) if g.size else 0.0,
@@ -127,6 +136,8 @@ def compare(got: Any, exact: Exact, bound: np.ndarray, *, dtype: str, expected_s
         worst_bound=_f(bound[worst]) if worst is not None else None,
         worst_allowed=_f(allowed[worst]) if worst is not None else None,
         uninformative=max(uninformative, 0),
+        toward_zero=n_toward,
+        away_from_zero=int(inexact.sum()) - n_toward,
         ulp_hist=_hist(ulps),
     )
     if nonfinite.any():

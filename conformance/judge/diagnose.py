@@ -26,6 +26,10 @@ lower_precision   a downcast: every component is a number of a narrower dtype (f
 tail_failure      (group level) the same quantity conforms at the regime's small magnitudes
                   and fails from some magnitude on: fine in the bulk, wrong where logits are
                   large or sigmoids saturate
+less_accurate_   a textbook formula of a primitive that is worse in one tail
+formula           (sigmoid as 0.5 * (1 + tanh(a/2)) for a << 0): within the bound of the
+                  forward pass rewritten with that formula, though not within the spec's
+                  (conformance/judge/textbook.py); the message names the tail and the regime
 unexplained       none of the above
 ================  =========================================================================
 
@@ -50,13 +54,14 @@ from conformance.formats import get_format, is_representable, round_hilo
 from conformance.spec.shapes import concrete_shapes, replace_at, substitute, toggle_transpose, transpose_candidates, try_shape
 from conformance.spec.model import Identity, Layout, Spec
 from conformance.judge.bounds import ErrorBounds
+from conformance.judge.textbook import textbook_match
 from conformance.oracle import evaluate as oracle
 from conformance.oracle.ivalues import IntervalEnv
 
 __all__ = ["Diagnosis", "CaseDiagnoser", "CLASSES", "refine_group"]
 
 CLASSES = ("nonfinite", "transposed", "wrong_layout", "sign_flipped", "constant_factor", "missing_term",
-           "lower_precision", "tail_failure", "unexplained")
+           "lower_precision", "less_accurate_formula", "tail_failure", "unexplained")
 
 #: Narrower formats a result computed in ``dtype`` may silently have been computed in.
 NARROWER = {"float64": ("float32",), "float32": ("bfloat16", "float16"), "float16": (), "bfloat16": ()}
@@ -99,15 +104,17 @@ class CaseDiagnoser:
     """
 
     def __init__(self, spec: Spec, layout: Layout, inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int],
-                 dtype: str = "float64", *, mode: str = "backend") -> None:
+                 dtype: str = "float64", *, mode: str = "backend", regime: str = "") -> None:
         self.spec = spec
         self.layout = layout
         self.inputs = {k: np.asarray(v) for k, v in inputs.items()}
         self.sizes = dict(sizes)
         self.dtype = dtype
         self.mode = mode
+        self.regime = regime  # named in a diagnosis that depends on where the inputs are (a formula's bad tail)
         self._env: Any = None
         self._narrow: dict[str, Any] = {}
+        self._textbooks: dict[Any, Any] = {}  # rewritten forward passes (conformance.judge.textbook)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -150,9 +157,17 @@ class CaseDiagnoser:
             if not _distinguishable(cand.value, e, allowed, cand.tolerance):
                 continue
             if _matches(g, cand.value, cand.tolerance):
+                if cand.kind == "missing_term" and self.mode == "backend":
+                    # a term below a narrower format's resolution (h - h*h = 0 once sigmoid saturates in float32)
+                    # is lost to rounding, not forgotten: if the whole formula in that format explains the result,
+                    # that is the diagnosis
+                    narrower = self._lower_precision(quantity, expr, g, identity)
+                    if narrower is not None:
+                        return narrower
                 return Diagnosis(cand.kind, cand.message, cand.evidence)
         if self.mode == "backend":
-            found = self._lower_precision(quantity, expr, g, identity)
+            # a downcast first: its signature (every component a number of the narrower dtype) is the stronger
+            found = self._lower_precision(quantity, expr, g, identity) or self._textbook(expr, g, e, allowed)
             if found is not None:
                 return found
         ratio = np.where(allowed > 0, np.abs(g - e) / allowed, np.inf)
@@ -269,6 +284,23 @@ class CaseDiagnoser:
                 yield _Candidate("wrong_layout", f"the {oname} layout's formula {to_text(o.expr)} read in the "
                                                  f"{self.layout.name} layout", v, self._formula_tolerance(o.expr, v),
                                  {"formula": to_text(o.expr)})
+
+    def _textbook(self, expr: Expr, g: np.ndarray, e: np.ndarray, allowed: np.ndarray) -> Diagnosis | None:
+        m = textbook_match(self.spec, self.layout, self.inputs, self.dtype, expr, g, e, allowed, self._textbooks)
+        if m is None:
+            return None
+        book = m.textbook
+        tail = "negative" if book.tail_sign < 0 else "positive"
+        where = f" in regime {self.regime}" if self.regime else ""
+        lo, hi = m.argument_range
+        return Diagnosis("less_accurate_formula",
+                         f"{book.primitive} evaluated by the less accurate textbook formula "
+                         f"{book.formula.replace('X', 'a')}: it breaks in the {tail} tail of its argument "
+                         f"(here a from {lo:.3g} to {hi:.3g}{where}), where {book.why}; the result is within that "
+                         f"formula's error bound, not within {book.primitive}'s. Use a formula accurate in both "
+                         f"tails (e.g. exp(-|a|) / (1 + exp(-|a|)) for a < 0) or the library's own {book.primitive}",
+                         {"primitive": book.primitive, "formula": book.formula.replace("X", "a"), "tail": tail,
+                          "regime": self.regime, "argument_min": lo, "argument_max": hi, "failing": m.failing})
 
     def _lower_precision(self, quantity: str, expr: Expr, g: np.ndarray, identity: Identity | None) -> Diagnosis | None:
 

@@ -34,6 +34,7 @@ from conformance.oracle.engines.select import get_engine
 from conformance.errors import OracleError
 from conformance.expr import Expr, free_names, interpret
 from conformance.oracle.arith import Dual, DualOps, FractionOps, IvOps, endpoints, to_fraction, to_iv
+from conformance.oracle.higher_order import HIGHER_ORDER_KINDS, higher_order_derivative
 from conformance.spec.model import Identity, Layout
 
 
@@ -193,9 +194,13 @@ def evaluate(
 # --------------------------------------------------------------------------- derivatives
 
 def derivative(layout: Layout, inputs: Mapping[str, np.ndarray], *, kind: str, of: str, wrt: str,
-               convention: str | None = None) -> np.ndarray:
+               convention: str | None = None, direction: str | None = None) -> np.ndarray:
     """The derivative of forward value ``of`` with respect to ``wrt`` (an input or a forward value), by
-    forward-mode dual numbers over intervals at the current ``mpmath.iv.prec``, in the identity's layout."""
+    forward-mode dual numbers over intervals at the current ``mpmath.iv.prec``, in the identity's layout.
+    The kinds jvp, vjp, hessian and hvp (along the input ``direction``) come from second-order jets
+    (:mod:`conformance.oracle.higher_order`)."""
+    if kind in HIGHER_ORDER_KINDS:
+        return higher_order_derivative(layout, inputs, kind=kind, of=of, wrt=wrt, direction=direction)
     iv = mpmath.iv
     ops = DualOps()
     env: dict[str, Dual] = {}
@@ -271,7 +276,7 @@ def verify_identity(
             _forward(layout, env, IvOps(), {})
             closed = interpret(closed_form, env, IvOps(), {})
             ad = derivative(layout, arrays, kind=identity.kind, of=identity.of, wrt=identity.wrt,
-                            convention=identity.convention)
+                            convention=identity.convention, direction=identity.direction)
             if closed.shape != ad.shape:
                 return Verification(identity.id, layout.name, "refuted",
                                     f"shape {closed.shape[0]} x {closed.shape[1]} differs from the derivative's "

@@ -28,6 +28,9 @@ from .numbers import num
 from .reproducer import Reproducer, finding_reproducer
 from .spec_source import SpecSource
 from .stats import DTYPE_ORDER, FAILING, STATUSES, Stats, stats
+from .sign_bias import SignBias, sign_bias_rows
+from .uninformative import (UninformativeCell, UninformativeRow, uninformative_by_dtype, uninformative_cells,
+                            uninformative_rows)
 
 __all__ = ["STATUSES", "FAILING", "DTYPE_ORDER", "Stats", "stats", "Analysis", "analyse", "MatrixRow", "RegimeRow",
            "RegimeBreak", "display_path"]
@@ -95,12 +98,23 @@ class Analysis:
     results_sha256: str
     results_display: str
     uninformative: Mapping[str, tuple[int, int]]  # dtype -> (components with a bound >= |exact|, components)
+    uninformative_cells: tuple[UninformativeCell, ...]  # quantity x dtype x regime cells with any (.uninformative)
+    sign_bias: tuple[SignBias, ...] = ()  # per dtype; those with .finding are grade findings (.sign_bias)
     rerun_all: str = ""
     partial: str = ""  # why the run is partial (a selection of the suite), "" for a whole run
     tail_findings: tuple[TailFinding, ...] = ()  # filled in by the build, which sees every backend
     available: bool = True
     unavailable_reason: str = ""
     reproducers: Mapping[str, Reproducer] = field(default_factory=dict)  # finding anchor -> its reproducer
+
+    @property
+    def uninformative_rows(self) -> tuple[UninformativeRow, ...]:
+        """The uninformative cells as quantity x dtype rows, a column per regime."""
+        return uninformative_rows(self.uninformative_cells, self.regimes)
+
+    @property
+    def sign_findings(self) -> tuple[SignBias, ...]:
+        return tuple(b for b in self.sign_bias if b.finding)
 
     @property
     def verdict(self) -> str:
@@ -113,12 +127,14 @@ def _mag_key(m: Any) -> float:
     return f if f is not None else float("-inf")
 
 
-def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path) -> Analysis:
-    """Every table of a backend report, from one results document."""
+def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path, *,
+            display: str | None = None) -> Analysis:
+    """Every table of a backend report, from one results document. ``display``: how commands name the results
+    file (default: relative to the working directory)."""
     records: list[Mapping[str, Any]] = list(doc.get("records", []))
     raw = Path(results_path).read_bytes() if Path(results_path).is_file() else b""
     results_sha = hashlib.sha256(raw).hexdigest()
-    results_display = display_path(results_path)
+    results_display = display or display_path(results_path)
     settings = doc.get("settings", {})
     spec = source.spec
 
@@ -147,7 +163,6 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
     by_rm: dict[tuple[str, Any, str], list[Mapping[str, Any]]] = defaultdict(list)
     hists: dict[tuple[str, str, str], list[int]] = {}
     ratio_mag: dict[tuple[str, str, str], dict[float, float]] = defaultdict(dict)
-    uninf: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in records:
         by_cell[(r["layout"], r["dtype"], r["quantity"])].append(r)
         by_ld[(r["layout"], r["dtype"])].append(r)
@@ -167,9 +182,6 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
                 ratio = float("inf")
             d = ratio_mag[(r["regime"], r["dtype"], r["quantity"])]
             d[mag] = max(d.get(mag, 0.0), ratio)
-        if r.get("components") and r["status"] in ("pass", "fail"):
-            uninf[r["dtype"]][0] += int(r.get("uninformative") or 0)
-            uninf[r["dtype"]][1] += int(r["components"])
 
     matrix = {lname: tuple(MatrixRow(q.id, q.kind, tuple(stats(by_cell.get((lname, d, q.id), [])) for d in dtypes))
                            for q in quantities[lname] if any(by_cell.get((lname, d, q.id)) for d in dtypes))
@@ -228,7 +240,9 @@ def analyse(doc: Mapping[str, Any], source: SpecSource, results_path: str | Path
         ratio_by_magnitude={k: tuple(sorted(v.items())) for k, v in sorted(ratio_mag.items())},
         tolerance=tolerance(source, doc, dtypes), spec_source=source,
         results_name=Path(results_path).name, results_sha256=results_sha, results_display=results_display,
-        uninformative={d: (v[0], v[1]) for d, v in sorted(uninf.items(), key=lambda kv: dt_index.get(kv[0], 99))},
+        uninformative=uninformative_by_dtype(doc, dtypes),
+        uninformative_cells=uninformative_cells(doc, q_rank, dtypes, regimes),
+        sign_bias=sign_bias_rows(doc, dtypes),
         rerun_all=rerun_all_command(doc), partial=partial_reason(doc, records, quantities),
         available=bool(backend.get("available", True)), unavailable_reason=str(backend.get("reason", "")),
         reproducers={f.anchor: finding_reproducer(doc, spec, f, results_display) for f in found},

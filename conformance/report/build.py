@@ -19,10 +19,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from markupsafe import Markup
 
 from conformance.atomic import write_bytes_atomic
+from conformance.errors import ResultsFileError
 from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.results.naming import report_dir_name
 
 from .analysis import Analysis, analyse, display_path
 from .grades import fmt_bin, tail_findings
+from .sign_bias import with_reference
 from .plots import ratio_vs_magnitude, svg_for_html, ulp_bars
 from .publish import figure_name, publish
 from .render import css, render
@@ -30,7 +33,7 @@ from .scoreboard import empty_stats, scoreboard
 from .spec_source import resolve_spec
 
 __all__ = ["build_backend_report", "write_backend_report", "build_all", "build_reports", "find_results",
-           "RESULTS_NAMES"]
+           "backend_dir", "RESULTS_NAMES"]
 
 #: What a backend's results file in a reports directory is called (``gradconform run`` writes the compressed one).
 RESULTS_NAMES = ("results.json", "results.json.gz")
@@ -93,15 +96,28 @@ def render_backend_report(a: Analysis, out_dir: str | Path, *, scoreboard_link: 
         md_ratio.append((reg, name))
         html_ratio.append((reg, Markup(svg_for_html(svg, f"error over allowed against magnitude, regime {reg}"))))
 
-    reports_dir = display_path(out.parent) if out.name == a.backend else display_path(out)
-    rerun_all = a.rerun_all.replace("--out reports", "--out " + shlex.quote(reports_dir), 1)
-    common = dict(a=a, reports_dir=reports_dir, rerun_all=rerun_all, max_details=MAX_FAILURE_DETAILS,
-                  grade_bin=fmt_bin)
+    # a backend report is always a folder of the reports folder (``build_all``, ``--gc-report``); commands name
+    # that folder by its name, so that they do not depend on the working directory of the build
+    reports_dir = out.resolve().parent.name
+    # the last "--out reports" is the option (a quoted backend name before it may hold the same text)
+    head, sep, tail = a.rerun_all.rpartition(" --out reports")
+    rerun_all = f"{head} --out {shlex.quote(reports_dir)}{tail}" if sep else a.rerun_all
+    # the rebuild command runs in the report's own folder: it stays right wherever the folder is copied or
+    # renamed, and rebuilds every page beside it (never a report nested in this one, never a scoreboard of one)
+    rebuild = _command("gradconform", "report", "--out", "..", Path(a.results_name).name)
+    common = dict(a=a, reports_dir=shlex.quote(reports_dir), rerun_all=rerun_all, rebuild=rebuild,
+                  max_details=MAX_FAILURE_DETAILS, grade_bin=fmt_bin)
     html = render("backend.html.j2", css=Markup(css()), figures={"ratio": html_ratio},
                   scoreboard_link=scoreboard_link, **common)
     md = render("backend.md.j2", figures={"ulp": md_ulp, "ratio": md_ratio},
                 scoreboard_link=scoreboard_md if scoreboard_md is not None else scoreboard_link, **common)
     publish(out, {"index.html": html, "REPORT.md": md}, files)
+
+
+def _command(*args: str) -> str:
+    """A command line the pages print, every argument shell-quoted (a reports path with spaces, a results file
+    named ``$(...)``: the printed line still means what it says when pasted)."""
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def find_results(reports_dir: str | Path) -> list[Path]:
@@ -131,14 +147,19 @@ def build_all(reports_dir: str | Path, loaded: Mapping[Path, Mapping[str, Any]] 
     for i, path in enumerate(paths, 1):
         _progress(f"report: reading {display_path(path)} ({i}/{len(paths)})", started)
         doc = loaded.pop(path.resolve(), None) or load_results(path)
-        analyses.append((analyse(doc, resolve_spec(doc.get("spec", {})), path), path.parent.name))
+        # commands name the file from the directory that holds the reports folder, whatever the working
+        # directory of this build: a rebuild from anywhere gives the same bytes
+        display = "/".join((root.resolve().name, path.parent.name, path.name))
+        analyses.append((analyse(doc, resolve_spec(doc.get("spec", {})), path, display=display), path.parent.name))
         del doc
     grades = {a.backend: a.grades for a, _ in analyses}
-    analyses = [(replace(a, tail_findings=tail_findings(a.grades, {n: g for n, g in grades.items() if n != a.backend})),
+    signs = {a.backend: a.sign_bias for a, _ in analyses}
+    analyses = [(replace(a, tail_findings=tail_findings(a.grades, {n: g for n, g in grades.items() if n != a.backend}),
+                         sign_bias=with_reference(a.sign_bias, {n: s for n, s in signs.items() if n != a.backend})),
                  rel) for a, rel in analyses]
     for i, (a, rel) in enumerate(analyses, 1):
         _progress(f"report: writing {display_path(root / rel)} ({i}/{len(analyses)})", started)
-        render_backend_report(a, root / rel, scoreboard_link="../index.html", scoreboard_md="../README.md")
+        render_backend_report(a, _checked_inside(root, root / rel), scoreboard_link="../index.html", scoreboard_md="../README.md")
     if analyses:
         write_scoreboard(root, analyses)
         _progress(f"report: scoreboard {display_path(root)} written", started)
@@ -153,7 +174,10 @@ def _progress(message: str, started: float) -> None:
 def write_scoreboard(root: Path, analyses: Sequence[tuple[Analysis, str]]) -> None:
     """The scoreboard pages of ``root`` over the analyses (and report directories) given."""
     sb = scoreboard(analyses)
-    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=display_path(root), m_verdict=_VERDICT_WORDS, grade_bin=fmt_bin)
+    reports_dir = root.resolve().name
+    ctx = dict(sb=sb, empty=empty_stats(), reports_dir=shlex.quote(reports_dir), m_verdict=_VERDICT_WORDS,
+               grade_bin=fmt_bin, regen_run=_command("gradconform", "run", "--out", reports_dir),
+               regen_report=_command("gradconform", "report", "--out", "."))
     html = render("scoreboard.html.j2", css=Markup(css()), **ctx)
     md = render("scoreboard.md.j2", **ctx)
     publish(root, {"index.html": html, "README.md": md}, {})
@@ -165,16 +189,22 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
     root = Path(out_dir)
     loaded: dict[Path, Mapping[str, Any]] = {}
     by_backend: dict[str, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
+    names: dict[str, set[str]] = defaultdict(set)
     for p in results:
         path = Path(p)
         doc = load_results(path)
-        by_backend[str(doc.get("backend", {}).get("name", "unknown"))].append((path, doc))
-    for name, items in sorted(by_backend.items()):
-        target_dir = root / name
+        name = str(doc.get("backend", {}).get("name", "unknown"))
+        by_backend[report_dir_name(name)].append((path, doc))
+        names[report_dir_name(name)].add(name)
+    for folder, items in sorted(by_backend.items()):
+        if len(names[folder]) > 1:
+            raise ResultsFileError(f"backends {', '.join(map(repr, sorted(names[folder])))} would share the report "
+                                   f"folder {folder!r}: build their reports under different --out directories")
+        target_dir = backend_dir(root, folder)
         if len(items) == 1 and _inside(items[0][0], target_dir):
             loaded[items[0][0].resolve()] = items[0][1]
             continue  # already in place
-        merged = merge([doc for _, doc in items]) if len(items) > 1 else items[0][1]
+        merged = merge([doc for _, doc in items], [str(p) for p, _ in items]) if len(items) > 1 else items[0][1]
         raw = items[0][0].read_bytes() if len(items) == 1 else b""
         if raw[:2] == b"\x1f\x8b":  # one compressed file: its bytes, not a second compression of the same document
             write_bytes_atomic(target_dir / "results.json.gz", raw)
@@ -182,6 +212,19 @@ def build_reports(out_dir: str | Path, results: Iterable[str | Path] = ()) -> li
             write_json_atomic(target_dir / "results.json.gz", merged)
         loaded[(target_dir / "results.json.gz").resolve()] = merged
     return build_all(root, loaded)
+
+
+def backend_dir(root: Path, name: str) -> Path:
+    """``root/<sanitised name>``, refused unless it resolves inside ``root`` (a symlinked folder pointing out of
+    it, say): nothing a results file says may make the report write outside ``--out``."""
+    return _checked_inside(root, root / report_dir_name(name))
+
+
+def _checked_inside(root: Path, target: Path) -> Path:
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ResultsFileError(f"the report folder {target} resolves outside {root} ({target.resolve()}): "
+                               "remove that link or choose another --out")
+    return target
 
 
 def _inside(path: Path, directory: Path) -> bool:

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 
 from .analysis import DTYPE_ORDER, Analysis, Stats, stats
 from .grades import grade_text
+from .uninformative import scoreboard_note
 
 __all__ = ["BackendRow", "Scoreboard", "scoreboard"]
 
@@ -38,6 +39,8 @@ class BackendRow:
     grade: str = ""  # "p99 ≤ 3 ulp · 97.1% correctly rounded" (conformance/report/grades.py)
     verdict: str = "pass"  # Stats.verdict, or "unavailable"
     unavailable_reason: str = ""
+    sign_bias: tuple[str, ...] = ()  # grade findings: one sentence per dtype (conformance/report/sign_bias.py)
+    uninformative: str = ""  # the 16-bit share of uninformative checks (conformance/report/uninformative.py)
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,10 @@ def scoreboard(analyses: Sequence[tuple[Analysis, str]]) -> Scoreboard:
             created=a.created, spec_sha256=a.spec_sha256, html=f"{rel}/index.html", md=f"{rel}/REPORT.md",
             overall=a.overall, by_ld=dict(a.by_layout_dtype), by_q=dict(a.by_quantity),
             failing_dtypes={q: tuple(sorted(ds, key=lambda d: a.dtypes.index(d))) for q, ds in failing.items()},
-            breaks=breaks, findings=tuple((f.anchor, f.short or f.sentence, f.bad) for f in a.findings), grade=_grade_text(a), verdict=a.verdict, unavailable_reason=a.unavailable_reason))
+            breaks=breaks, findings=tuple((f.anchor, f.short or f.sentence, f.bad) for f in a.findings), grade=_grade_text(a), verdict=a.verdict, unavailable_reason=a.unavailable_reason,
+            uninformative=scoreboard_note(a.uninformative), sign_bias=tuple(b.sentence for b in a.sign_findings)))
     dt = [d for d in DTYPE_ORDER if d in dtypes] + [d for d in dtypes if d not in DTYPE_ORDER]
-    kind_order = {"value": 0, "gradient": 1, "jacobian": 2}
+    kind_order = {"value": 0, "gradient": 1, "jacobian": 2, "jvp": 3, "vjp": 4, "hessian": 5, "hvp": 6}
     quantities.sort(key=lambda qk: kind_order.get(qk[1], 3))  # stable: spec order within a kind
     return Scoreboard(
         rows=tuple(rows), layouts=tuple(layouts), dtypes=tuple(dt), quantities=tuple(quantities),

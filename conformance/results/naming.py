@@ -18,7 +18,7 @@ from dataclasses import dataclass
 __all__ = ["TEST_MODULE", "FORWARD_TEST", "IDENTITY_TEST", "SPEC_IDENTITY_TEST", "QuantityTest", "NodeId",
            "quantity_param", "spec_identity_param", "negative_param", "metamorphic_param", "quantity_test_function",
            "node_id", "parse_node_id", "parse_quantity_param", "scheduling_scope", "pytest_command",
-           "case_rerun_command"]
+           "case_rerun_command", "report_dir_name", "REPORT_DIR_MAX"]
 
 #: the module that holds the suite's tests, as pytest names it from the repository root
 TEST_MODULE = "conformance/test_conformance.py"
@@ -131,8 +131,14 @@ def case_rerun_command(results: str, case: str, quantity: str) -> str:
     return " ".join(shlex.quote(a) for a in ["gradconform", "rerun", results, case, "--quantity", quantity])
 
 
+#: the longest folder name a backend's report gets (file systems allow 255 bytes; the rest of a path needs room)
+REPORT_DIR_MAX = 80
+
+
 def report_dir_name(backend: str) -> str:
     """The folder of a backend's report (``reports/<name>/``): its name with nothing that could leave the reports
-    directory (path separators, ``..``, a leading dot) or trouble a shell."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.+-]+", "_", backend).strip(".") or "backend"
-    return cleaned.replace("..", "_")
+    directory (path separators, ``..``, a leading dot or dash, non-ASCII) or trouble a shell, at most
+    :data:`REPORT_DIR_MAX` characters; ``backend`` when nothing is left. A results file names its backend itself,
+    so this name is all that stands between a tampered file and a write outside ``--out``."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(backend)).replace("..", "_").strip(".-")[:REPORT_DIR_MAX]
+    return cleaned.strip(".-") or "backend"

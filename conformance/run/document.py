@@ -12,10 +12,12 @@ from conformance._version import __version__
 from conformance.cache.case_cache import CaseCache
 from conformance.cache.oracle_cache import OracleCache
 from conformance.execution.registry import BackendRef
+from conformance.execution.wire import versions_dict
 from conformance.execution.worker import BackendInfo
 from conformance.oracle import evaluate as oracle
 from conformance.oracle.engines.base import Engine
 from conformance.results.document import SCHEMA, environment, now
+from conformance.results.summary import summarize
 from conformance.run.group import Group
 from conformance.formats import DTYPES
 from conformance.spec.model import Spec
@@ -39,9 +41,11 @@ def backend_section(ref: BackendRef, info: BackendInfo, device: str) -> dict[str
     """The results file's ``backend``: what was asked for, what answered, its versions and dtypes."""
     # "requested": what reruns it (`gradconform rerun`, `--gc-backend`): the target of a module:attr backend
     requested = ref.target if ref.source in ("module:attr", "object") else ref.name
-    return {"name": info.name if info.available else ref.name, "requested": requested, "target": ref.target,
-            "source": ref.source, "description": info.description, "available": info.available,
-            "reason": info.reason, "versions": dict(info.versions), "dtypes": list(info.dtypes), "device": device}
+    # normalised here too, on write: whatever BackendInfo holds, the file must pass its own schema
+    return {"name": str(info.name if info.available else ref.name), "requested": str(requested),
+            "target": str(ref.target), "source": str(ref.source), "description": str(info.description or ""),
+            "available": bool(info.available), "reason": str(info.reason or ""),
+            "versions": versions_dict(info.versions), "dtypes": [str(d) for d in info.dtypes], "device": str(device)}
 
 
 def build_document(*, spec: Spec, seconds: float, backend: Mapping[str, Any], oracle_info: Mapping[str, Any],
@@ -73,6 +77,7 @@ def build_document(*, spec: Spec, seconds: float, backend: Mapping[str, Any], or
                      "layouts": list(spec.layouts), "regimes": list(spec.regimes)},
         "cases": cases,
         "records": records,
+        "summary": summarize(records),
         "verifications": verifications,
         "counterexamples": collected["counterexamples"],
         "tests": collected["tests"],

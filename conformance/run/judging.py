@@ -67,12 +67,13 @@ class Judge:
 
     # ------------------------------------------------------------------ records
     def uniform(self, case: Case, identities: Sequence[Identity], wanted: set[str] | None, status: str,
-                detail: str, message: str) -> list[Record]:
-        """The same record for every quantity of the case (the oracle failed, the backend could not answer)."""
+                detail: str, message: str, *, forward: bool = True) -> list[Record]:
+        """The same record for every quantity of the case (the oracle failed, the backend could not answer);
+        ``forward=False``: for the identities only."""
         ctx = _context(case)
         with self.timer.phase("records"):
             out = [make_record(quantity=d.name, kind="value", status=status, detail=detail, message=message, **ctx)
-                   for d in self.spec.layouts[case.layout].forward if wanted is None or d.name in wanted]
+                   for d in self.spec.layouts[case.layout].forward if forward and (wanted is None or d.name in wanted)]
             out += [make_record(quantity=i.id, kind=i.kind, status=status, detail=detail, message=message, **ctx)
                     for i in identities if wanted is None or i.id in wanted]
         return out
@@ -93,7 +94,7 @@ class Judge:
                 else CachedBounds(self.oracle_cache, self.engine, lay, ev, case.inputs, sized, case.dtype, tol,
                                   oracle.START_BITS)
         kappa = tol.safety_factor
-        diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype)
+        diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype, regime=case.regime)
         ctx = _context(case)
         records: list[Record] = []
         items: list[tuple[str, str, Any, tuple[int, int], Identity | None]] = []
@@ -200,4 +201,5 @@ def measures_of(c: Comparison) -> dict[str, Any]:
             "max_ulp": c.max_ulp, "median_ulp": c.median_ulp,
             "worst_index": list(c.worst_index) if c.worst_index is not None else None,
             "worst_got": c.worst_got, "worst_exact": c.worst_exact, "worst_bound": c.worst_bound,
-            "worst_allowed": c.worst_allowed, "uninformative": c.uninformative, "ulp_hist": list(c.ulp_hist)}
+            "worst_allowed": c.worst_allowed, "uninformative": c.uninformative,
+            "toward_zero": c.toward_zero, "away_from_zero": c.away_from_zero, "ulp_hist": list(c.ulp_hist)}

@@ -186,7 +186,8 @@ def _build_layout(name: str, data: dict[str, Any], dims: Mapping[str, str], inpu
     seen: set[str] = set()
     for i, idata in enumerate(data["identities"]):
         key = f"{base}.identities[{i}]"
-        ident = _build_identity(name, idata, known, shapes, dims, preconditions, file, key)
+        ident = _build_identity(name, idata, known, shapes, dims, preconditions, file, key,
+                                {k: str(v.get("role", "")) for k, v in inputs.items()})
         if ident.id in seen:
             raise SpecError(f"identity {ident.id!r} appears twice", file=file, key=f"{key}.id")
         seen.add(ident.id)
@@ -222,14 +223,17 @@ def raw_layout_pass(name: str, data: Mapping[str, Any], check: ExpressionCheck) 
 
 
 def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape], inputs: Mapping[str, Shape],
-                    dims: Mapping[str, str], preconditions: Mapping[str, Precondition], file: str, key: str) -> Identity:
-    kind = "gradient" if "gradient" in data else "jacobian"
+                    dims: Mapping[str, str], preconditions: Mapping[str, Precondition], file: str, key: str,
+                    roles: Mapping[str, str] | None = None) -> Identity:
+    roles = roles or {}
+    kind = next(k for k in IDENTITY_KINDS if k in data)
     q = data[kind]
     of, wrt = q["of"], q["wrt"]
     convention = q.get("convention")
     for role, nm in (("of", of), ("wrt", wrt)):
         if nm not in known:
             raise SpecError(f"{kind}.{role}: {nm!r} is neither an input nor a forward value", file=file, key=key)
+    direction = q.get("tangent", q.get("cotangent"))
     when = dict(data.get("when") or {})
     for d in when:
         if d not in dims:
@@ -249,6 +253,8 @@ def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape
         if declared != pinned[wrt]:
             raise ShapeError(f"a gradient has the shape of its variable: {wrt} is {format_shape(pinned[wrt])}, "
                              f"the identity is {format_shape(declared)}", file=file, key=f"{key}.shape")
+    elif kind in ("jvp", "vjp", "hessian", "hvp"):
+        _check_higher_order(kind, of, wrt, direction, pinned, declared, roles, file, key)
     else:
         lo, lw = vector_length(pinned[of]), vector_length(pinned[wrt])
         if lo is None or lw is None:
@@ -267,8 +273,46 @@ def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape
     return Identity(
         id=data["id"], layout=layout, kind=kind, of=of, wrt=wrt, convention=convention, expr=expr, text=data["expr"],
         shape=declared, requires=requires, when=when, description=data.get("description", ""),
-        symmetric=bool(data.get("symmetric", False)),
+        symmetric=bool(data.get("symmetric", False)), direction=direction,
     )
+
+
+#: The keys an identity names its derivative with (spec/schema.json), first order first.
+IDENTITY_KINDS = ("gradient", "jacobian", "jvp", "vjp", "hessian", "hvp")
+_DIRECTION_ROLE = {"jvp": "tangent", "hvp": "tangent", "vjp": "cotangent"}
+
+
+def _check_higher_order(kind: str, of: str, wrt: str, direction: str | None, pinned: Mapping[str, Shape],
+                        declared: Shape, roles: Mapping[str, str], file: str, key: str) -> None:
+    """Shapes and directions of a jvp / vjp / hessian / hvp identity (docs/backends.md, "Quantity kinds")."""
+    role = _DIRECTION_ROLE.get(kind)
+    if role is not None:
+        if direction not in roles:
+            raise SpecError(f"{kind}.{role}: {direction!r} is not a declared input (declare it under `inputs` "
+                            f"with role: {role})", file=file, key=key)
+        if roles[direction] != role:
+            raise SpecError(f"{kind}.{role}: the input {direction!r} has role {roles[direction]!r}; a {kind} needs "
+                            f"one with role: {role}", file=file, key=key)
+        along = pinned[of] if kind == "vjp" else pinned[wrt]
+        if pinned[direction] != along:
+            raise ShapeError(f"the {role} {direction} is {format_shape(pinned[direction])}; a {kind} of {of} "
+                             f"with respect to {wrt} needs the shape of {of if kind == 'vjp' else wrt}, "
+                             f"{format_shape(along)}", file=file, key=key)
+    if kind in ("hessian", "hvp") and pinned[of] != (1, 1):
+        raise SpecError(f"{kind} of {of!r}, which is not a scalar ({format_shape(pinned[of])})", file=file, key=key)
+    if kind == "hessian":
+        k = vector_length(pinned[wrt])
+        if k is None:
+            raise SpecError(f"a hessian is taken with respect to a vector; pin the batch with `when` (wrt "
+                            f"{format_shape(pinned[wrt])})", file=file, key=key)
+        expected: Shape = (k, k)
+    else:
+        expected = pinned[of] if kind == "jvp" else pinned[wrt]
+    if declared != expected:
+        what = {"jvp": f"the shape of {of}", "vjp": f"the shape of {wrt}", "hvp": f"the shape of {wrt}",
+                "hessian": "its variable's length squared"}[kind]
+        raise ShapeError(f"a {kind} has {what}, {format_shape(expected)}; the identity declares "
+                         f"{format_shape(declared)}", file=file, key=f"{key}.shape")
 
 
 def _build_tolerance(data: dict[str, Any], file: str) -> TolerancePolicy:

@@ -136,7 +136,12 @@ class Identity:
 
     ``kind`` is ``"gradient"`` (of a scalar; the result has the shape of
     ``wrt``) or ``"jacobian"`` (of a vector; numerator layout puts d of_i /
-    d wrt_j at row i, column j; denominator layout is its transpose).
+    d wrt_j at row i, column j; denominator layout is its transpose), or a
+    higher-order or forward-mode kind: ``"jvp"`` (J v, shape of ``of``),
+    ``"vjp"`` (u^T J, shape of ``wrt``), ``"hessian"`` (of a scalar with
+    respect to a vector, k x k) or ``"hvp"`` (the Hessian times v, shape of
+    ``wrt``). ``direction`` is the input that holds v (tangent) or u
+    (cotangent); None for the other kinds.
     """
 
     id: str
@@ -152,14 +157,16 @@ class Identity:
     when: Mapping[str, int] = field(default_factory=FrozenMap)
     description: str = ""
     symmetric: bool = False  # declared: the value equals its transpose, so no test can tell the two apart
+    direction: str | None = None  # the tangent (jvp, hvp) or cotangent (vjp) input
 
     def __post_init__(self) -> None:
         _freeze(self, maps=("when",), seqs=("requires",))
 
     @property
     def quantity(self) -> tuple[str, str, str, str | None]:
-        """What the identity is about, independent of its formula."""
-        return (self.kind, self.of, self.wrt, self.convention)
+        """What the identity is about, independent of its formula (for a directional kind the convention slot
+        holds the direction: J v and J u are different quantities)."""
+        return (self.kind, self.of, self.wrt, self.convention if self.direction is None else self.direction)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from conformance.cache.oracle_cache import resolve_cache_dir
 from conformance.cases.generate import DEFAULT_SEED
+from conformance.errors import SelectionError
 from conformance.execution.registry import BackendRef, find, object_ref
 from conformance.results.document import write_json_atomic
 from conformance.run.collector import TestRecord
@@ -107,20 +108,26 @@ def run_suite(backend: str | type | Any, *, spec: str | Path | Spec | None = Non
     class in ``__main__`` runs in this process). ``spec``: a spec file or a loaded spec (default: the shipped one).
     ``select``: see :data:`Selection`. ``xfails``: a known-failures file, or its entries. ``cache``: the on-disk
     cache, ``"off"`` or a directory (default: the user's cache directory). ``progress``: called after each test.
-    Raises BackendNotFound (unknown name), EngineUnavailable and SpecError for what the caller got wrong; an
+    Raises BackendNotFound (unknown name), EngineUnavailable, SpecError and SelectionError (a selection that
+    matches no test) for what the caller got wrong; an
     unavailable backend is not an error here: its tests are ``not_supported`` (check ``document["backend"]``).
     """
     loaded = spec if isinstance(spec, Spec) else load_spec(spec)
     ref = _ref(backend)
     known = _xfails(xfails)
     items = plan(loaded)
+    chosen = _selected(items, select)
+    if not chosen:
+        raise SelectionError(f"the selection {select!r} matches none of the {len(items)} tests of the suite; test ids "
+                             f"look like {_test_id(items[0])!r} (any given substring of an id selects it)"
+                             if items else "the spec defines no test")
     warnings = tuple(f"{known.path}: {e!r} matches no test of the suite" for e in known.unmatched(items)) if known else ()
     results = []
     with Run(loaded, ref, seed=seed, examples=examples, timeout=timeout, isolate=isolate and ref.obj is None,
              device=device, oracle=oracle, cache_dir=resolve_cache_dir(None if cache is None else str(cache))) as run:
         checker = Checker(run, counterexamples=counterexamples,
                           spec_path=str(spec) if isinstance(spec, (str, Path)) else None)
-        for item in _selected(items, select):
+        for item in chosen:
             outcome = checker.check(item)
             status = outcome.status
             if known is not None and known.lists(item):

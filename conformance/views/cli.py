@@ -19,6 +19,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,12 @@ from conformance.backend import DTYPES
 from conformance.cases.generate import Case
 from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
-from conformance.errors import BackendNotFound, GradconformError
+from conformance.errors import BackendNotFound, GradconformError, OutputError, SelectionError
 from conformance.execution.registry import BUILTIN, RENAMED, BackendRef, discover, find, renamed
+from conformance.execution.sharding import parse_shard
 from conformance.execution.worker import Worker
-from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.atomic import output_problem
+from conformance.results.document import load_results, merge, write_json_atomic, write_results
 from conformance.results.naming import report_dir_name
 from conformance.run.run import Run
 from conformance.spec import load_spec, load_spec_text, spec_dir
@@ -105,7 +108,11 @@ def _suite_with_pytest(ref: BackendRef, results: Path, args: argparse.Namespace)
         cmd += ["-k", " or ".join(args.select)]
     if args.workers:
         cmd += ["-n", str(args.workers)]
-    subprocess.run(cmd)
+    code = subprocess.run(cmd).returncode
+    if code == 5:  # pytest: no test collected or selected
+        raise SelectionError(f"the selection {args.select!r} matches no test of the suite")
+    if code == 4:
+        raise GradconformError(f"pytest refused the command line (exit 4; see above): {shlex.join(cmd)}")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -123,7 +130,9 @@ def _suite_in_process(ref: BackendRef, results: Path, args: argparse.Namespace) 
                        oracle=args.oracle, cache=args.oracle_cache, progress=progress)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    result.write(results)
+    written, problem = write_results(results, result.document)
+    if problem is not None:
+        raise OutputError(f"{problem}; the results of this run are in {written}")
     print(f"   {', '.join(f'{n} {s}' for s, n in sorted(result.counts().items()))}", flush=True)
 
 
@@ -138,6 +147,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.xfails_file and (args.workers or args.shard):
         print("gradconform: --xfails-file is not combined with -n or --shard here; use "
               "`pytest --pyargs conformance --gc-xfails-file FILE -n N`", file=sys.stderr)
+        return 2
+    problem = output_problem(out, directory=True)
+    if problem is not None:
+        print(f"gradconform: --out {args.out}: {problem}; choose another directory (nothing was run)", file=sys.stderr)
         return 2
     ran: list[str] = []
     for ref in refs:
@@ -195,7 +208,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if not matches:
         print(f"gradconform: no case {args.case!r} in {args.results}", file=sys.stderr)
         return 2
-    case = Case.from_json(matches[0])
+    try:
+        case = Case.from_json(matches[0])
+    except (ValueError, TypeError, KeyError, LookupError) as exc:  # bad hex, shape or dtype in a tampered file
+        print(f"gradconform: case {args.case!r} of {args.results} is malformed ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); it cannot be rerun from this file", file=sys.stderr)
+        return 2
     try:
         if args.spec or not doc["spec"].get("text") or Path(doc["spec"].get("path") or "").is_file():
             spec = load_spec(args.spec or (doc["spec"].get("path") or None))
@@ -258,6 +276,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
               f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
         return 2
+    problem = output_problem(out, directory=True)
+    if problem is not None:
+        print(f"gradconform: --out {args.out}: {problem}; choose another directory", file=sys.stderr)
+        return 2
     try:
         built = build_reports(out, args.results)
     except (OSError, ValueError) as exc:  # unreadable or invalid results files, mismatched shards
@@ -268,7 +290,8 @@ def cmd_report(args: argparse.Namespace) -> int:
               f"(at {'/'.join(map(str, exc.absolute_path)) or 'the top level'})", file=sys.stderr)
         return 2
     for a in built:
-        print(f"{a.backend}: {out}/{a.backend}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
+        folder = report_dir_name(a.backend)  # the name as the file gives it may hold anything (a path, escapes)
+        print(f"{folder}: {out / folder}/index.html and REPORT.md ({a.overall.passed}/{a.overall.total} checks pass)")
     print(f"scoreboard: {out}/index.html and {out}/README.md")
     return 0
 
@@ -336,7 +359,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
             print(f"gradconform: cannot read results file {path}: {exc}", file=sys.stderr)
             return 2
     shards = sorted({d.get("settings", {}).get("shard") for d in docs} - {None})
-    counts = {s.split("/")[1] for s in shards}
+    parsed = {}
+    for doc, path in zip(docs, args.inputs):
+        shard = doc.get("settings", {}).get("shard")
+        if shard is not None:
+            try:
+                parsed[shard] = parse_shard(str(shard))
+            except ValueError as exc:
+                print(f"gradconform: {path}: settings.shard is not a shard: {exc}", file=sys.stderr)
+                return 2
+    counts = {str(p.count) for p in parsed.values()}
+    shards = sorted(parsed, key=lambda s: (parsed[s].count, parsed[s].index))
     if len(counts) > 1:
         print(f"gradconform: these files are shards of different splits ({', '.join(shards)})", file=sys.stderr)
         return 2
@@ -348,7 +381,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     try:
-        out = merge(docs)
+        out = merge(docs, args.inputs)
     except ValueError as exc:
         print(f"gradconform: {exc}", file=sys.stderr)
         return 2
@@ -356,7 +389,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     out["settings"]["shard"] = None
     if shards:
         out["settings"]["merged_shards"] = shards
-    write_json_atomic(args.out, out)
+    try:
+        write_json_atomic(args.out, out)
+    except OSError as exc:
+        print(f"gradconform: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"merged {len(docs)} results file(s) into {args.out}: {len(out['cases'])} cases, "
           f"{len(out['records'])} records")
     return 0

@@ -12,6 +12,8 @@ outcome into pytest's (pass, skip as "not supported", fail, xfail/xpass for a kn
 from __future__ import annotations
 
 import os
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,13 @@ import pytest
 
 from conformance.cache.oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from conformance.cases.generate import DEFAULT_SEED
-from conformance.errors import BackendNotFound, SpecError
+from conformance.errors import BackendNotFound, ResultsFileError, SpecError
 from conformance.execution.registry import RENAMED, BackendRenamed, renamed
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
 from conformance.oracle.engines.base import EngineUnavailable
 from conformance.oracle.engines.select import DEFAULT_ENGINE, ENV_ORACLE, engine_names
-from conformance.results.document import load_results, merge, write_json_atomic
+from conformance.atomic import output_problem
+from conformance.results.document import load_results, merge, write_results
 from conformance.results.naming import report_dir_name, scheduling_scope
 from conformance.run.collector import TestRecord
 from conformance.run.run import Run
@@ -113,6 +116,9 @@ class _State:
 
 _state_key = pytest.StashKey[_State]()
 _shard_key = pytest.StashKey[Shard]()
+_run_id_key = pytest.StashKey[str]()
+#: the key of the controller's run id in an xdist worker's ``workerinput``
+_RUN_ID_INPUT = "gradconform_run_id"
 
 
 def _suite_requested(config: pytest.Config) -> bool:
@@ -157,6 +163,14 @@ def _activate(config: pytest.Config) -> _State:
                   cache_dir=resolve_cache_dir(config.getoption("--gc-oracle-cache")))
     except (BackendNotFound, EngineUnavailable) as exc:
         raise pytest.UsageError(f"gradconform: {exc}") from None
+    base = config.invocation_params.dir
+    for option, directory in (("--gc-results", False), ("--gc-report", True)):
+        if config.getoption(option):
+            problem = output_problem(base / config.getoption(option), directory=directory)
+            if problem is not None:  # found now, not after the whole run
+                run.close()
+                raise pytest.UsageError(f"gradconform: {option} {config.getoption(option)}: {problem}; choose "
+                                        "another path (nothing was run)")
     items = plan(spec)
     xfails = None
     if config.getoption("--gc-xfails-file"):
@@ -190,8 +204,20 @@ def _activate(config: pytest.Config) -> _State:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    worker = getattr(config, "workerinput", None)
+    # one id per run, shared with its xdist workers: the parts of a results file carry it in their names, so the
+    # controller merges this run's parts and never a stale one an earlier (killed) run left beside the file
+    config.stash[_run_id_key] = str(worker.get(_RUN_ID_INPUT) or "") if worker is not None else ""
+    if not config.stash[_run_id_key]:
+        config.stash[_run_id_key] = uuid.uuid4().hex[:12]
     if _suite_requested(config):
         _activate(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(xdist, in the controller) Hand the run id to each worker."""
+    node.workerinput[_RUN_ID_INPUT] = node.config.stash[_run_id_key]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -309,6 +335,30 @@ def _results_path(config: pytest.Config, state: _State) -> Path | None:
     return None
 
 
+def part_path(path: Path, run_id: str, worker: str) -> Path:
+    """Where an xdist worker of run ``run_id`` writes its part of the results file ``path``."""
+    return path.with_name(f"{path.name}.part-{run_id}-{worker}")
+
+
+def _save(session: pytest.Session, path: Path, doc: dict[str, Any]) -> Path:
+    """Write the results to ``path``, or where :func:`write_results` falls back to (said, and the run's exit
+    status is then not 0: a CI gate must not read an old file as this run's)."""
+    written, problem = write_results(path, doc)
+    if problem is not None:
+        _warn(session.config, f"gradconform: {problem}; the results of this run are in {written}")
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    return written
+
+
+def _warn(config: pytest.Config, message: str) -> None:
+    """A line in the terminal (or on stderr without one): a notice, not a failure of the run."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(message, yellow=True)
+    else:
+        print(message, file=sys.stderr)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash.get(_state_key, None)
@@ -319,21 +369,43 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         path = _results_path(config, state)
         if path is None:
             return
+        run_id = config.stash[_run_id_key]
         worker = getattr(config, "workerinput", None)
         if worker is not None:  # an xdist worker writes its part; the controller merges
             if run.groups or run.collector.has("tests"):
-                write_json_atomic(path.with_name(f"{path.name}.part-{worker['workerid']}"), run.document())
+                _save(session, part_path(path, run_id, str(worker["workerid"])), run.document())
             return
-        parts = sorted(path.parent.glob(f"{path.name}.part-*"))
-        docs = [run.document()] if (run.groups or not parts) else []
-        docs += [load_results(p) for p in parts]
-        write_json_atomic(path, merge(docs))
+        parts = sorted(path.parent.glob(f"{path.name}.part-{run_id}-*"))
+        stale = sorted(set(path.parent.glob(f"{path.name}.part-*")) - set(parts))
+        if stale:
+            _warn(config, f"gradconform: ignored {len(stale)} results part(s) of an earlier run beside {path} "
+                          f"({', '.join(p.name for p in stale[:3])}{', ...' if len(stale) > 3 else ''}); "
+                          "delete them")
+        own = run.groups or not parts
+        mine = [run.document()] if own else []
+        try:
+            names = (["this run"] if own else []) + [str(p) for p in parts]
+            merged = merge(mine + [load_results(p) for p in parts], names)
+        except (OSError, ResultsFileError) as exc:  # a part changed or removed under the run: keep every piece
+            if mine:
+                _save(session, part_path(path, run_id, "controller"), mine[0])
+            _warn(config, f"gradconform: the parts of this run cannot be merged into {path}: {exc}; they are left "
+                          f"beside it ({path.name}.part-{run_id}-*): fix or remove the bad one, then "
+                          "`gradconform merge`")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            return
+        written = _save(session, path, merged)
         for p in parts:
             p.unlink()
-        if config.getoption("--gc-report"):
+        if config.getoption("--gc-report") and written == path:
             from conformance.report import build_backend_report  # lazy: jinja2 and matplotlib, only with --gc-report
 
-            build_backend_report(path, path.parent)
+            try:
+                build_backend_report(path, path.parent)
+            except OSError as exc:
+                _warn(config, f"gradconform: the results are in {path}, but the report could not be written "
+                              f"({exc}); rebuild it with `gradconform report`")
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     finally:
         run.close()
 
