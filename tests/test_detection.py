@@ -62,6 +62,7 @@ def oracle_values(cache: RunCache) -> dict[str, dict[str, np.ndarray]]:
 
 # --------------------------------------------------------------------------- wrong precision
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,claimed,actual", [("float32-as-float64", "float64", "float32"),
                                                  ("float16-as-float32", "float32", "float16")])
 def test_computing_in_a_narrower_type_is_flagged_on_every_quantity(seed_spec, name, claimed, actual):
@@ -168,6 +169,7 @@ def _magnitude_sweep(spec, name, regime, magnitudes):
 GRID = (2.0, 5.0, 8.0, 10.0, 12.0, 15.0, 20.0, 50.0, 80.0, 90.0, 100.0, 200.0, 500.0, 700.0, 720.0, 1000.0)
 
 
+@pytest.mark.slow
 def test_softmax_without_max_shift_is_flagged_where_exp_overflows(seed_spec):
     records = sweep(seed_spec, "softmax-noshift")
     bad = flagged(records)
@@ -183,6 +185,7 @@ def test_softmax_without_max_shift_is_flagged_where_exp_overflows(seed_spec):
                       f"{exp_overflow(d):.4g})" for d in DTYPES))
 
 
+@pytest.mark.slow
 def test_sigmoid_as_exp_ratio_is_flagged_where_exp_overflows(seed_spec):
     records = sweep(seed_spec, "sigmoid-expratio")
     bad = flagged(records)

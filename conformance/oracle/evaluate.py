@@ -169,8 +169,8 @@ def evaluate(
 ) -> OracleEvaluation:
     """Certified forward values and identity values for one case.
 
-    ``engine``: the arithmetic (:mod:`conformance.oracle.engines.base`; default mpmath
-    intervals). The on-disk cache sits above this function
+    ``engine``: the arithmetic (:mod:`conformance.oracle.engines.base`; default Arb balls where
+    python-flint is installed, else mpmath intervals: :mod:`conformance.oracle.engines.select`). The on-disk cache sits above this function
     (:func:`conformance.cache.oracle_cache.cached_evaluate`): the oracle never reads a cache.
     """
     eng = get_engine(engine)

@@ -31,6 +31,7 @@ from conformance.cases.generate import Case
 from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
 from conformance.errors import BackendNotFound, GradconformError, OutputError, SelectionError
+from conformance.execution.probe import probe
 from conformance.execution.registry import BUILTIN, RENAMED, BackendRef, discover, find, renamed
 from conformance.execution.sharding import parse_shard
 from conformance.execution.worker import Worker
@@ -75,8 +76,10 @@ def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-
-    found = [(ref, _probe(ref.name)) for ref in discover()]
+    """The built-ins are described from their installed distributions (conformance.execution.probe: no torch or
+    jax import, a second in all); with ``--load`` or ``-v`` every backend is loaded in its worker, as a run does."""
+    load = args.load or args.verbose
+    found = [(ref, (None if load else probe(ref)) or _probe(ref.name)) for ref in discover()]
     rows = []
     for ref, info in found:
         versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
@@ -433,7 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     bl.set_defaults(func=cmd_baseline)
 
     b = sub.add_parser("backends", help="list the backends found, with versions or why they are unavailable")
-    b.add_argument("-v", "--verbose", action="store_true", help="also say what each backend computes, and how")
+    b.add_argument("-v", "--verbose", action="store_true",
+                   help="also say what each backend computes, and how (loads every backend, as --load)")
+    b.add_argument("--load", action="store_true",
+                   help="load every backend in its worker (imports torch, jax: slow) instead of probing the built-ins "
+                        "from their installed distributions; finds installs that are present but broken")
     b.set_defaults(func=cmd_backends)
 
     rr = sub.add_parser("rerun", help="recompute one case of a results file, exactly")
