@@ -73,7 +73,7 @@ _USE_STYLE = re.compile(r' style="[^"]*"/>')
 _NO_ROTATION = re.compile(r' transform="rotate\(-?0 [^"]*\)"')
 _STYLE_ATTR = re.compile(r'style="([^"]*)"')
 _STYLE_SPACES = re.compile(r"\s*([:;,])\s*")
-_G_TOKEN = re.compile(r"<g>|<g\s[^>]*>|</g>")
+_G_TOKEN = re.compile(r"<g>|<g\s[^>]*>|</g>")  # an empty <g .../> is a token too, and is neither opened nor closed
 
 
 def _compact(svg: str) -> str:
@@ -101,7 +101,9 @@ def _unwrap_bare_groups(svg: str) -> str:
         out.append(svg[pos:m.start()])
         pos = m.end()
         tag = m.group(0)
-        if tag == "</g>":
+        if tag.endswith("/>"):  # an empty group: nothing to unwrap, nothing to close
+            out.append(tag)
+        elif tag == "</g>":
             if not (bare.pop() if bare else False):
                 out.append(tag)
         else:
