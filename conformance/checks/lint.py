@@ -43,6 +43,7 @@ from conformance.oracle.ivalues import IntervalEnv, first_difference
 from conformance.spec import Identity, Layout, ShapeFamily, Spec, load_spec
 from conformance.spec.loader import parse_spec_data, raw_layout_pass
 from conformance.spec.parse import parse_expr
+from conformance.spec.yaml_safe import check_size
 from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, replace_at, substitute,
                                      suggest_fixes, toggle_transpose, transpose_candidates, try_shape)
 
@@ -382,6 +383,7 @@ def _raw_shape_pass(path: Path) -> list[Finding]:
     """
     file = str(path)
     try:
+        check_size(path.stat().st_size, file)  # a file the loader refused for its size is not read again
         data = parse_spec_data(path.read_text(encoding="utf-8"), file)
     except (OSError, UnicodeDecodeError, SpecError):
         return []

@@ -22,14 +22,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
-
 from conformance.errors import ShapeError, SpecError
 from conformance.expr import to_text
 from conformance.formats import get_format
 from conformance.spec.model import (ForwardDef, Generator, Identity, Layout, NegativeIdentity, Precondition,
                                     Regime, ShapeFamily, Spec, TolerancePolicy)
 from conformance.spec.parse import parse_expr
+from conformance.spec.yaml_safe import MAX_SPEC_BYTES, check_finite, check_size, safe_yaml_load
 from conformance.spec.shapes import Shape, format_shape, infer_shape, substitute, suggest_fixes, vector_length
 
 __all__ = [
@@ -70,7 +69,10 @@ def load_spec(path: str | Path | None = None) -> Spec:
     """Load and check a spec file (the seed network when ``path`` is None)."""
     p = Path(path) if path is not None else default_spec_path()
     try:
-        raw = p.read_bytes()
+        if p.is_file():
+            check_size(p.stat().st_size, str(p))  # before reading: a huge file is refused unread
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read spec file: {exc.strerror}", file=str(p)) from None
     return load_spec_text(raw.decode("utf-8", errors="replace"), name=str(p), digest_of=raw)
@@ -84,16 +86,12 @@ def load_spec_text(text: str, *, name: str = "<spec>", digest_of: bytes | None =
 
 
 def parse_spec_data(text: str, name: str = "<spec>") -> dict[str, Any]:
-    """The raw data of a spec text, checked for YAML syntax and against the schema (not yet for meaning)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"not valid YAML: {where}{problem}", file=name) from None
+    """The raw data of a spec text, checked for YAML syntax, the limits of :mod:`conformance.spec.yaml_safe`
+    (size, aliases, duplicate keys, finite numbers) and against the schema (not yet for meaning)."""
+    data = safe_yaml_load(text, name)  # bounded: size, aliases, nesting; no duplicate keys
     if not isinstance(data, dict):
         raise SpecError("a spec file must be a mapping at the top level", file=name)
+    check_finite(data, name)  # before the schema, whose range checks let a NaN through
     validate_schema(data, name)
     return data
 

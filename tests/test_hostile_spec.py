@@ -1,0 +1,131 @@
+"""Hostile spec files (issue 12, the spec part): each is refused at load with a message naming the key or line,
+in bounded time, and ``gradconform lint`` / ``verify`` exit with status 1 or 2, never a traceback.
+
+The threat model is in docs/architecture.md ("What a spec may and may not do").
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance.errors import SpecError
+from conformance.spec import load_spec_text
+from conformance.spec.yaml_safe import MAX_ALIASES, MAX_SPEC_BYTES
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = (ROOT / "spec" / "three_layer_tanh_relu_mse.yaml").read_text(encoding="utf-8")
+
+
+def _edit(*pairs: tuple[str, str], base: str = BASE) -> str:
+    text = base
+    for old, new in pairs:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return text
+
+
+def _refused(text: str, seconds: float = 10.0) -> SpecError:
+    start = time.monotonic()
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, name="hostile.yaml")
+    assert time.monotonic() - start < seconds
+    return info.value
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "conformance.views.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+# --------------------------------------------------------------------------- non-finite numbers
+
+NONFINITE = [
+    ("    tanh: 8", "    tanh: .nan", "tolerance.elementary_error_u.tanh: .nan is not a finite number"),
+    ("safety_factor: 2", "safety_factor: .nan", "tolerance.safety_factor: .nan is not a finite number"),
+    ("magnitudes: [5.0, 30.0]", "magnitudes: [5.0, .inf]",
+     "regimes.saturated_tanh.magnitudes[1]: .inf is not a finite number"),
+    ("magnitudes: [5.0, 30.0]", "magnitudes: [5.0, 1.0e+999]",
+     "regimes.saturated_tanh.magnitudes[1]: .inf is not a finite number"),
+    ("      default: {normal: 1}\n", "      default: {normal: .nan}\n",
+     "regimes.benign.inputs.default.normal: .nan is not a finite number"),
+    ("      default: {normal: 1}\n", "      default: {uniform: [-.inf, 1]}\n",
+     "regimes.benign.inputs.default.uniform[0]: -.inf is not a finite number"),
+    ("    identities:\n", "    preconditions:\n      p: {expr: \"sum(t)\", equals: .nan}\n    identities:\n",
+     "layouts.row.preconditions.p.equals: .nan is not a finite number"),
+    ("sizes: {n: 1, d_in: 4,", "sizes: {n: 1, d_in: .inf,", "shape_families.small.sizes.d_in: .inf is not a finite number"),
+    ("magnitudes: [5.0, 30.0]", "magnitudes: [5.0, " + "9" * 400 + "]",
+     "regimes.saturated_tanh.magnitudes[1]: an integer too large for a float64"),
+]
+
+
+@pytest.mark.parametrize("old, new, message", NONFINITE, ids=[m.split(":")[0] for *_, m in NONFINITE])
+def test_a_non_finite_number_is_refused_naming_its_key(old, new, message):
+    err = _refused(_edit((old, new)))
+    assert message in str(err)
+
+
+def test_lint_and_verify_refuse_a_nan_error_constant_with_status(tmp_path):
+    bad = tmp_path / "nan.yaml"
+    bad.write_text(_edit(("    tanh: 8", "    tanh: .nan")), encoding="utf-8")
+    lint = _cli("lint", str(bad))
+    assert lint.returncode == 1, lint.stdout + lint.stderr
+    assert "tolerance.elementary_error_u.tanh: error: [load] .nan is not a finite number" in lint.stdout
+    verify = _cli("verify", "--spec", str(bad))
+    assert verify.returncode == 2 and "Traceback" not in verify.stderr
+    assert "tolerance.elementary_error_u.tanh: .nan is not a finite number" in verify.stderr
+
+
+# --------------------------------------------------------------------------- duplicate keys
+
+def test_a_duplicate_key_is_refused_naming_key_and_lines():
+    text = _edit(("safety_factor: 2", "safety_factor: 2\n  safety_factor: 16"))
+    line = text.splitlines().index("  safety_factor: 16") + 1
+    err = _refused(text)
+    assert f"line {line}: duplicate key 'safety_factor' (first given on line {line - 1})" in str(err)
+
+
+def test_a_duplicate_key_in_a_flow_mapping_is_refused():
+    err = _refused(_edit(("{n: 1, d_in: 4, h1: 3,", "{n: 1, d_in: 4, n: 3,")))
+    assert "duplicate key 'n'" in str(err)
+
+
+# --------------------------------------------------------------------------- alias bombs, size, nesting
+
+def _bomb(levels: int, width: int) -> str:
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_quickly():
+    err = _refused(BASE + "\n" + _bomb(9, 15), seconds=5)  # 120 aliases, 15**9 values once expanded
+    assert f"more than {MAX_ALIASES} YAML aliases" in str(err)
+
+
+def test_few_aliases_that_expand_hugely_are_refused_quickly():
+    err = _refused(BASE + "\n" + _bomb(30, 2), seconds=5)  # 58 aliases, 2**30 values
+    assert "expands to more than" in str(err)
+
+
+def test_a_recursive_alias_is_refused():
+    err = _refused(_edit(("description: regression targets", "description: &r [*r]")))
+    assert "recursive YAML alias" in str(err)
+
+
+def test_deep_nesting_is_refused():
+    err = _refused(_edit(("description: regression targets", "description: " + "[" * 5000 + "]" * 5000)))
+    assert "nested" in str(err)
+
+
+def test_an_oversized_spec_file_is_refused_unread(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text(BASE + "#" * (MAX_SPEC_BYTES + 1), encoding="utf-8")
+    lint = _cli("lint", str(big))
+    assert lint.returncode == 1 and "Traceback" not in lint.stderr
+    assert f"more than the limit of {MAX_SPEC_BYTES} bytes" in lint.stdout
