@@ -129,3 +129,55 @@ def test_an_oversized_spec_file_is_refused_unread(tmp_path):
     lint = _cli("lint", str(big))
     assert lint.returncode == 1 and "Traceback" not in lint.stderr
     assert f"more than the limit of {MAX_SPEC_BYTES} bytes" in lint.stdout
+
+
+# --------------------------------------------------------------------------- expressions
+
+def _balanced(levels: int) -> str:
+    return "a1" if levels == 0 else f"({_balanced(levels - 1)}+{_balanced(levels - 1)})"
+
+
+def _forward_z1(expr: str) -> str:
+    return _edit(('expr: "tanh(a1)"', f'expr: "{expr}"'))
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("tanh(((((a1**64)**64)**64)**64))", "nested powers amount to an exponent of 4096, more than 64"),
+    ("tanh((a1**8)**9)", "nested powers amount to an exponent of 72, more than 64"),
+    ("tanh(a1 * 1e999)", "numeric literal beyond the limit of magnitudes between 1e-300 and 1e300"),
+    ("tanh(a1 * 1e-999)", "numeric literal beyond the limit"),
+    ("tanh(" + _balanced(9) + ")", "expression of more than 1000 nodes"),  # 1023 nodes, 9 levels deep
+    ("-" * 300 + "a1", "nested more than 200 levels deep"),
+], ids=["pow-bomb", "pow-72", "literal-1e999", "literal-1e-999", "nodes", "depth"])
+def test_an_expression_beyond_the_limits_is_refused_naming_the_key(expr, message):
+    err = _refused(_forward_z1(expr))
+    assert err.key == "layouts.row.forward[1].expr" and message in str(err)
+
+
+def test_powers_within_the_limit_still_load():
+    spec = load_spec_text(_forward_z1("tanh((a1**8)**8)"), name="ok.yaml")
+    assert spec.layouts["row"].forward[1].text == "tanh((a1**8)**8)"
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("exp(exp(exp(exp(exp(a1)))))", "the forward definition z1 = exp(exp(exp(exp(exp(a1))))) cannot be evaluated "
+                                    "on generic inputs: exp of a value beyond 2**1024 in magnitude"),
+    ("tanh(a1 / 0)", "the forward definition z1 = tanh(a1 / 0) cannot be evaluated on generic inputs: division by"),
+    ("tanh(((((a1**64)**64)**64)**64))", "nested powers amount to an exponent of 4096"),
+], ids=["exp-tower", "div0", "pow-bomb"])
+def test_lint_reports_an_unevaluable_definition_with_status_1(tmp_path, expr, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_forward_z1(expr), encoding="utf-8")
+    start = time.monotonic()
+    lint = _cli("lint", str(bad), timeout=60)
+    assert time.monotonic() - start < 30
+    assert lint.returncode == 1 and "Traceback" not in lint.stderr, lint.stderr[-2000:]
+    assert message in lint.stdout
+
+
+def test_verify_of_an_exp_tower_ends_quickly_with_the_reason(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_forward_z1("exp(exp(exp(exp(exp(a1)))))"), encoding="utf-8")
+    verify = _cli("verify", "--spec", str(bad), "--per-regime", "1", timeout=60)
+    assert verify.returncode == 1 and "Traceback" not in verify.stderr, verify.stderr[-2000:]
+    assert "exp of a value beyond 2**1024 in magnitude" in verify.stdout

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 
 from conformance.cases.generic import generic_inputs
 from conformance.checks.negative import families_for
-from conformance.errors import ShapeError, SpecError
+from conformance.errors import OracleError, ShapeError, SpecError
 from conformance.expr import Expr, free_names, to_text
 from conformance.oracle.ivalues import IntervalEnv, first_difference
 from conformance.spec import Identity, Layout, ShapeFamily, Spec, load_spec
@@ -61,7 +61,7 @@ class Finding:
     """One message of lint. ``severity`` is ``error`` (lint fails) or ``note``."""
 
     severity: str
-    code: str  # load | shape | indiscriminable | symmetric | untestable | negative
+    code: str  # load | shape | indiscriminable | symmetric | untestable | negative | evaluate
     where: str  # "file: key"
     message: str
     trace: tuple[tuple[str, str], ...] = ()
@@ -160,7 +160,10 @@ def lint(path: str | Path) -> LintReport:
         findings = [_finding_from(exc, "load" if not isinstance(exc, ShapeError) else "shape", p)]
         findings += [f for f in _raw_shape_pass(Path(path)) if f.message != findings[0].message]
         return LintReport(p, tuple(_dedupe(findings)))
-    return lint_spec(spec)
+    try:
+        return lint_spec(spec)
+    except OracleError as exc:  # a forward definition outside its domain (b1 / 0) or beyond every range
+        return LintReport(p, (Finding(ERROR, "evaluate", p, str(exc)),))
 
 
 def lint_spec(spec: Spec) -> LintReport:
