@@ -181,3 +181,33 @@ def test_verify_of_an_exp_tower_ends_quickly_with_the_reason(tmp_path):
     verify = _cli("verify", "--spec", str(bad), "--per-regime", "1", timeout=60)
     assert verify.returncode == 1 and "Traceback" not in verify.stderr, verify.stderr[-2000:]
     assert "exp of a value beyond 2**1024 in magnitude" in verify.stdout
+
+
+# --------------------------------------------------------------------------- sizes and scales
+
+@pytest.mark.parametrize("size, message", [
+    (90, "in layout row, input W1 is 90 x 3 = 270 elements, more than the limit of 256"),
+    (4096, "in layout row, input x is 1 x 4096 = 4096 elements, more than the limit of 256"),
+])
+def test_verify_refuses_a_shape_family_too_large_to_generate(tmp_path, size, message):
+    bad = tmp_path / "big.yaml"
+    bad.write_text(_edit(("sizes: {n: 1, d_in: 4,", f"sizes: {{n: 1, d_in: {size},")), encoding="utf-8")
+    verify = _cli("verify", "--spec", str(bad), "--per-regime", "1", timeout=60)
+    assert verify.returncode == 2 and "Traceback" not in verify.stderr, verify.stderr[-2000:]
+    assert f"shape_families.small.sizes: {message}" in verify.stderr
+
+
+def test_too_many_elements_in_all_are_refused():
+    text = _edit(("sizes: {n: 1, d_in: 4, h1: 3, h2: 5, d_out: 2}", "sizes: {n: 16, d_in: 16, h1: 16, h2: 16, d_out: 16}"))
+    assert "the inputs have 1328 elements together, more than the limit of 1024" in str(_refused(text))
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("      default: {normal: 1}\n", "      default: {normal: 1.0e+300}\n", "regimes.benign.inputs.default.normal"),
+    ("magnitudes: [5.0, 30.0]", "magnitudes: [5.0, 1.0e+7]", "regimes.saturated_tanh.magnitudes"),
+    ("      default: {normal: 1}\n", "      default: {uniform: [-1.0e+300, 1]}\n",
+     "regimes.benign.inputs.default.uniform"),
+])
+def test_an_input_scale_beyond_the_limit_is_refused(old, new, key):
+    err = _refused(_edit((old, new)))
+    assert err.key == key and "is beyond the limit of 1e+06 for input scales and magnitudes" in str(err)
