@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conformance.errors import SpecError
@@ -211,3 +212,26 @@ def test_too_many_elements_in_all_are_refused():
 def test_an_input_scale_beyond_the_limit_is_refused(old, new, key):
     err = _refused(_edit((old, new)))
     assert err.key == key and "is beyond the limit of 1e+06 for input scales and magnitudes" in str(err)
+
+
+# --------------------------------------------------------------------------- the oracle's precision escalation
+
+def test_an_uncertifiable_value_ends_at_max_bits_after_a_bounded_number_of_tries():
+    import mpmath
+
+    from conformance.errors import OracleError
+    from conformance.oracle.evaluate import MAX_BITS, START_BITS, certify
+
+    tries: list[int] = []
+
+    def never_certified():  # an enclosure that contains 0 at every precision
+        tries.append(mpmath.iv.prec)
+        return {"v": np.array([[mpmath.iv.mpf([-1, 1])]], dtype=object)}, None
+
+    with pytest.raises(OracleError, match=f"with {MAX_BITS} bits of precision"):
+        certify(never_certified)
+    assert len(tries) == (MAX_BITS // START_BITS).bit_length()  # 128, 256, ..., 4096: six tries
+    tries.clear()
+    with pytest.raises(OracleError):
+        certify(never_certified, start_bits=0)  # no endless doubling of zero
+    assert 0 < len(tries) <= 13
