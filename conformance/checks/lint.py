@@ -46,12 +46,13 @@ from typing import Any, Mapping, Sequence
 
 from conformance.cases.generic import generic_inputs
 from conformance.checks.negative import families_for
-from conformance.errors import ShapeError, SpecError
+from conformance.errors import OracleError, ShapeError, SpecError
 from conformance.expr import Call, Expr, Transpose, free_names, to_text
 from conformance.oracle.ivalues import IntervalEnv, first_difference
 from conformance.spec import Identity, Layout, ShapeFamily, Spec, load_spec
 from conformance.spec.loader import parse_spec_data, raw_layout_pass
 from conformance.spec.parse import parse_expr
+from conformance.spec.yaml_safe import check_size
 from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, replace_at, substitute,
                                      suggest_fixes, toggle_transpose, transpose_candidates, try_shape)
 
@@ -69,7 +70,7 @@ class Finding:
     """One message of lint. ``severity`` is ``error`` (lint fails) or ``note``."""
 
     severity: str
-    code: str  # load | shape | indiscriminable | symmetric | untestable | negative
+    code: str  # load | shape | indiscriminable | symmetric | untestable | negative | evaluate
     where: str  # "file: key"
     message: str
     trace: tuple[tuple[str, str], ...] = ()
@@ -168,7 +169,10 @@ def lint(path: str | Path) -> LintReport:
         findings = [_finding_from(exc, "load" if not isinstance(exc, ShapeError) else "shape", p)]
         findings += [f for f in _raw_shape_pass(Path(path)) if f.message != findings[0].message]
         return LintReport(p, tuple(_dedupe(findings)))
-    return lint_spec(spec)
+    try:
+        return lint_spec(spec)
+    except OracleError as exc:  # a forward definition outside its domain (b1 / 0) or beyond every range
+        return LintReport(p, (Finding(ERROR, "evaluate", p, str(exc)),))
 
 
 def lint_spec(spec: Spec) -> LintReport:
@@ -449,6 +453,7 @@ def _raw_shape_pass(path: Path) -> list[Finding]:
     """
     file = str(path)
     try:
+        check_size(path.stat().st_size, file)  # a file the loader refused for its size is not read again
         data = parse_spec_data(path.read_text(encoding="utf-8"), file)
     except (OSError, UnicodeDecodeError, SpecError):
         return []

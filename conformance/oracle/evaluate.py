@@ -118,7 +118,7 @@ def certify(fn: Callable[[], tuple[dict[str, Any], Any]], *, start_bits: int = S
     ``fn``'s extra output and the precision.
     """
     eng = get_engine(engine)
-    p = start_bits
+    p = max(int(start_bits), 2)  # at most log2(MAX_BITS / start_bits) + 1 evaluations, never a loop at 0 bits
     while p <= MAX_BITS:
         with eng.precision(p):
             raw, extra = fn()
@@ -268,7 +268,7 @@ def verify_identity(
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
     iv = mpmath.iv
     saved = iv.prec
-    p = start_bits
+    p = max(int(start_bits), 2)
     try:
         while p <= MAX_BITS:
             iv.prec = p

@@ -22,14 +22,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
-
 from conformance.errors import ShapeError, SpecError
 from conformance.expr import to_text
 from conformance.formats import get_format
 from conformance.spec.model import (ForwardDef, Generator, Identity, Layout, NegativeIdentity, Precondition,
                                     Regime, ShapeFamily, Spec, TolerancePolicy)
 from conformance.spec.parse import parse_expr
+from conformance.spec.yaml_safe import MAX_SPEC_BYTES, check_finite, check_size, safe_yaml_load
 from conformance.spec.shapes import Shape, format_shape, infer_shape, substitute, suggest_fixes, vector_length
 
 __all__ = [
@@ -46,6 +45,18 @@ __all__ = [
 #: Checks one expression of a raw layout: ``(text, shapes of the names it may use, key, declared shape)`` to its
 #: shape, or None when it could not be shape-checked. A name's shape is None where its own definition failed.
 ExpressionCheck = Callable[[str, Mapping[str, "Shape | None"], str, "Shape | None"], "Shape | None"]
+
+
+#: the most elements of one input in one shape family (a 16 x 16 matrix): hypothesis draws every element of a case
+#: from one buffer (a few thousand elements in all), and the oracle's dual-number derivative costs grow with the
+#: square of the elements
+MAX_INPUT_ELEMENTS = 256
+#: the most elements of all inputs of one case (one layout and shape family) together
+MAX_CASE_ELEMENTS = 1024
+#: the largest scale or magnitude of an input generator (a normal's standard deviation, a spike, a uniform's
+#: bounds): every primitive saturates far below it (exp overflows float64 from 710); larger inputs only make the
+#: oracle chase cancellations up to its precision limit
+MAX_GENERATOR_SCALE = 1.0e6
 
 
 def spec_dir() -> Path:
@@ -70,7 +81,10 @@ def load_spec(path: str | Path | None = None) -> Spec:
     """Load and check a spec file (the seed network when ``path`` is None)."""
     p = Path(path) if path is not None else default_spec_path()
     try:
-        raw = p.read_bytes()
+        if p.is_file():
+            check_size(p.stat().st_size, str(p))  # before reading: a huge file is refused unread
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read spec file: {exc.strerror}", file=str(p)) from None
     return load_spec_text(raw.decode("utf-8", errors="replace"), name=str(p), digest_of=raw)
@@ -84,16 +98,12 @@ def load_spec_text(text: str, *, name: str = "<spec>", digest_of: bytes | None =
 
 
 def parse_spec_data(text: str, name: str = "<spec>") -> dict[str, Any]:
-    """The raw data of a spec text, checked for YAML syntax and against the schema (not yet for meaning)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"not valid YAML: {where}{problem}", file=name) from None
+    """The raw data of a spec text, checked for YAML syntax, the limits of :mod:`conformance.spec.yaml_safe`
+    (size, aliases, duplicate keys, finite numbers) and against the schema (not yet for meaning)."""
+    data = safe_yaml_load(text, name)  # bounded: size, aliases, nesting; no duplicate keys
     if not isinstance(data, dict):
         raise SpecError("a spec file must be a mapping at the top level", file=name)
+    check_finite(data, name)  # before the schema, whose range checks let a NaN through
     validate_schema(data, name)
     return data
 
@@ -128,6 +138,7 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
     layouts = {lname: _build_layout(lname, ldata, dims, inputs, file) for lname, ldata in data["layouts"].items()}
     tolerance = _build_tolerance(data["tolerance"], file)
     regimes = {rname: _build_regime(rname, r, inputs, families, layouts, file) for rname, r in data["regimes"].items()}
+    _check_sizes(layouts, families, file)
     negatives = tuple(_build_negative(i, n, layouts, regimes, families, file)
                       for i, n in enumerate(data.get("negative_identities", [])))
     return Spec(
@@ -135,6 +146,31 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
         dimensions=dims, families=families, inputs=inputs, layouts=layouts, tolerance=tolerance,
         regimes=regimes, negative_identities=negatives,
     )
+
+
+def _check_sizes(layouts: Mapping[str, Layout], families: Mapping[str, ShapeFamily], file: str) -> None:
+    """Refuse a shape family whose cases would be too large to generate or to evaluate exactly."""
+    for fam in families.values():
+        for lay in layouts.values():
+            total = 0
+            for inp, shape in lay.shapes.items():
+                rows, cols = (d if isinstance(d, int) else fam.sizes[d] for d in shape)
+                total += rows * cols
+                if rows * cols > MAX_INPUT_ELEMENTS:
+                    raise SpecError(f"in layout {lay.name}, input {inp} is {rows} x {cols} = {rows * cols} elements, "
+                                    f"more than the limit of {MAX_INPUT_ELEMENTS}; use smaller sizes (a missing "
+                                    "transpose shows at any size)", file=file, key=f"shape_families.{fam.name}.sizes")
+            if total > MAX_CASE_ELEMENTS:
+                raise SpecError(f"in layout {lay.name}, the inputs have {total} elements together, more than the "
+                                f"limit of {MAX_CASE_ELEMENTS}; use smaller sizes", file=file,
+                                key=f"shape_families.{fam.name}.sizes")
+
+
+def _check_scale(value: float, file: str, key: str) -> float:
+    if abs(value) > MAX_GENERATOR_SCALE:
+        raise SpecError(f"{value:g} is beyond the limit of {MAX_GENERATOR_SCALE:g} for input scales and magnitudes",
+                        file=file, key=key)
+    return value
 
 
 def _check_shape(shape: Iterable[Any], dims: Mapping[str, str], file: str, key: str) -> Shape:
@@ -334,17 +370,17 @@ def _build_generator(data: dict[str, Any], file: str, key: str) -> Generator:
     if kind == "labels":
         return Generator("labels", labels=value, at_spike=data.get("at") == "spike")
     if kind == "uniform":
-        low, high = float(value[0]), float(value[1])
+        low, high = (_check_scale(float(v), file, f"{key}.uniform") for v in value)
         if not low < high:
             raise SpecError("uniform needs low < high", file=file, key=key)
         return Generator("uniform", low=low, high=high)
     if kind == "subnormal":
         return Generator("subnormal")
     if kind == "constant":
-        return Generator("constant", scale=float(value))
+        return Generator("constant", scale=_check_scale(float(value), file, f"{key}.constant"))
     if isinstance(value, str):
         return Generator(kind, magnitude_sign=-1 if value.startswith("-") else 1)
-    return Generator(kind, scale=float(value))
+    return Generator(kind, scale=_check_scale(float(value), file, f"{key}.{kind}"))
 
 
 def _build_regime(name: str, data: dict[str, Any], inputs: Mapping[str, Any], families: Mapping[str, ShapeFamily],
@@ -379,7 +415,7 @@ def _build_regime(name: str, data: dict[str, Any], inputs: Mapping[str, Any], fa
             raise SpecError(f"violates unknown precondition {v!r}", file=file, key=f"{base}.violates")
     return Regime(
         name=name, description=data["description"], generators=gens,
-        magnitudes=tuple(float(m) for m in mags) if mags else (None,), families=fams,
+        magnitudes=tuple(_check_scale(float(m), file, f"{base}.magnitudes") for m in mags) if mags else (None,), families=fams,
         examples=int(data.get("examples", 2)), violates=violates,
     )
 
