@@ -31,7 +31,13 @@ __all__ = [
     "Generator",
     "TolerancePolicy",
     "NegativeIdentity",
+    "DIRECTION_ROLES",
 ]
+
+#: Input roles that are directions of a derivative (the tangents and cotangents of jvp, vjp and hvp
+#: identities), not inputs of the forward computation: one definition for the loader, the case
+#: generator and the executor.
+DIRECTION_ROLES: frozenset[str] = frozenset({"tangent", "cotangent"})
 
 K = TypeVar("K")
 V = TypeVar("V")
