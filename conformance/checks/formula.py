@@ -46,7 +46,7 @@ from conformance.judge.diagnose import _exact_tolerance
 from conformance.oracle import evaluate as oracle
 from conformance.oracle.arith import iv_mid_float
 from conformance.oracle.ivalues import IntervalEnv, precision
-from conformance.spec.model import ShapeFamily
+from conformance.spec.model import DIRECTION_ROLE, DIRECTION_ROLES, ShapeFamily
 from conformance.spec.parse import parse_expr
 
 __all__ = ["check", "CheckResult", "CheckError", "add_check_arguments", "main_check"]
@@ -268,9 +268,6 @@ def _target(spec: Spec, lay: Layout, of: str, wrt: str) -> tuple[Identity, tuple
                     expr=None, text="", shape=shape, requires=requires, when=when), assumptions  # type: ignore[arg-type]
 
 
-_DIRECTION_ROLE = {"jvp": "tangent", "hvp": "tangent", "vjp": "cotangent"}
-
-
 def _higher_order_target(spec: Spec, lay: Layout, of: str, wrt: str, kind: str,
                          along: str | None) -> tuple[Identity, tuple[str, ...]]:
     """The derivative a ``jvp``, ``vjp``, ``hessian`` or ``hvp`` candidate claims (docs/backends.md, "Quantity
@@ -280,7 +277,7 @@ def _higher_order_target(spec: Spec, lay: Layout, of: str, wrt: str, kind: str,
     assumptions = tuple(f"{p.description or p.name} ({p.name})" for p in lay.preconditions.values())
     if kind not in ("jvp", "vjp", "hessian", "hvp"):
         raise CheckError(f"unknown --kind {kind!r}; known: gradient, jacobian, jvp, vjp, hessian, hvp")
-    role = _DIRECTION_ROLE.get(kind)
+    role = DIRECTION_ROLE.get(kind)
     if role is not None:
         choices = [n for n, info in spec.inputs.items() if info.get("role") == role
                    and tuple(lay.shapes[n]) == tuple(shapes[of if kind == "vjp" else wrt])]
@@ -347,7 +344,7 @@ def _value_check(spec: Spec, lay: Layout, ident: Identity, cand: Expr, families:
     pinned = {k: substitute(s, ident.when) for k, s in lay.value_shapes.items()}
     n = 0
     used: list[str] = []
-    model_inputs = [s for k, s in lay.shapes.items() if spec.inputs[k].get("role") not in ("tangent", "cotangent")]
+    model_inputs = [s for k, s in lay.shapes.items() if spec.inputs[k].get("role") not in DIRECTION_ROLES]
     for fam in sorted(families, key=lambda f: sum(concrete(s, f.sizes)[0] * concrete(s, f.sizes)[1]
                                                   for s in model_inputs)):  # the smallest network first
         if try_shape(cand, concrete_shapes(pinned, fam.sizes)) != concrete(ident.shape, fam.sizes):
@@ -375,7 +372,7 @@ def _counterexample(spec: Spec, lay: Layout, ident: Identity, cand: Expr, fam: A
                 v = oracle.verify_identity(lay, ident, inputs, fam.sizes, expr=cand)
     # directions (tangents, cotangents) matter only to the quantity that is taken along one: show just that one
     shown = {k: a for k, a in inputs.items()
-             if spec.inputs[k].get("role") not in ("tangent", "cotangent") or k == ident.direction}
+             if spec.inputs[k].get("role") not in DIRECTION_ROLES or k == ident.direction}
     return Counterexample(fam.name, {k: np.asarray(a, dtype=np.float64).tolist() for k, a in shown.items()},
                           tuple(v.worst_index or ()), float(v.identity_value), float(v.derivative_value))
 

@@ -32,12 +32,8 @@ __all__ = [
     "TolerancePolicy",
     "NegativeIdentity",
     "DIRECTION_ROLES",
+    "DIRECTION_ROLE",
 ]
-
-#: Input roles that are directions of a derivative (the tangents and cotangents of jvp, vjp and hvp
-#: identities), not inputs of the forward computation: one definition for the loader, the case
-#: generator and the executor.
-DIRECTION_ROLES: frozenset[str] = frozenset({"tangent", "cotangent"})
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -82,6 +78,14 @@ class FrozenMap(Mapping[K, V]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenMap, (self._data,))
+
+
+#: Input roles that are directions of a derivative (the tangents and cotangents of jvp, vjp and hvp
+#: identities), not inputs of the forward computation: one definition for the loader, the case
+#: generator and the executor.
+DIRECTION_ROLES: frozenset[str] = frozenset({"tangent", "cotangent"})
+#: The role of the input a directional kind is taken along (jvp and hvp: a tangent; vjp: a cotangent).
+DIRECTION_ROLE: Mapping[str, str] = FrozenMap({"jvp": "tangent", "hvp": "tangent", "vjp": "cotangent"})
 
 
 def _freeze(obj: object, maps: tuple[str, ...] = (), seqs: tuple[str, ...] = ()) -> None:
