@@ -194,8 +194,15 @@ def check(expr: str, *, wrt: str, of: str | None = None, layout: str = "row", sp
         cand = parse_expr(expr, names=lay.value_shapes, key="candidate")
     except SpecError as exc:
         raise CheckError(exc.detail) from None
+    if along is not None and kind not in DIRECTION_ROLE:
+        raise CheckError(f"--along names the tangent or cotangent of a jvp, vjp or hvp; a "
+                         f"{kind or 'gradient or Jacobian'} takes none: drop --along or give --kind jvp, vjp or hvp")
     ident, assumptions = _target(sp, lay, of, wrt) if kind in (None, "gradient", "jacobian") else \
         _higher_order_target(sp, lay, of, wrt, kind, along)
+    if kind in ("gradient", "jacobian") and ident.kind != kind:  # the shapes decide; a contrary --kind is a mistake
+        raise CheckError(f"--kind {kind}: d{of}/d{wrt} is a {ident.kind} ({of} is "
+                         f"{format_shape(lay.value_shapes[of])}; a gradient is of a scalar, a Jacobian of a vector): "
+                         f"give --kind {ident.kind} or leave --kind out")
     ref = next((i for i in lay.identities if i.quantity == ident.quantity and not i.when), None) or \
         next((i for i in lay.identities if i.quantity == ident.quantity), None)
     ref_text = f"{ref.id} = {to_text(ref.expr)}" if ref is not None else None
