@@ -341,6 +341,9 @@ def test_an_unwritable_report_out_is_a_message(tiny, tmp_path):
     (tmp_path / "a-file").write_text("x")
     rc, stdout, stderr = _report(tmp_path / "a-file", _write(tmp_path / "in.json", tiny))
     assert rc == 2 and "is a file, and a directory is wanted" in stderr and "Traceback" not in stderr, stderr
+    # without results files too: not "no results under a-file/, run `gradconform run --out a-file` first"
+    rc, stdout, stderr = _report(tmp_path / "a-file")
+    assert rc == 2 and "is a file, and a directory is wanted" in stderr and "no results under" not in stderr, stderr
 
 
 def test_a_late_write_failure_keeps_the_results_and_says_where(tiny, tmp_path):

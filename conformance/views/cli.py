@@ -272,13 +272,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         print(f"gradconform: no such results file: {missing[0]}", file=sys.stderr)
         return 2
-    if not args.results and not find_results(out):
-        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
-              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
-        return 2
+    # first: a --out that cannot hold reports is the problem, whatever else (no results there is then no news)
     problem = output_problem(out, directory=True)
     if problem is not None:
         print(f"gradconform: --out {args.out}: {problem}; choose another directory", file=sys.stderr)
+        return 2
+    if not args.results and not find_results(out):
+        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
+              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
         return 2
     try:
         built = build_reports(out, args.results)
