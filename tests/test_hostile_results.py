@@ -362,6 +362,19 @@ def test_a_late_write_failure_keeps_the_results_and_says_where(tiny, tmp_path):
     assert problem is None and written == tmp_path / "ok.json"
 
 
+def test_when_the_fallback_cannot_be_written_either_it_is_a_message(tiny, tmp_path, monkeypatch):
+    """A full disk often fills the temporary directory too: an OutputError that says so, not an OSError traceback."""
+    import tempfile
+
+    from conformance.errors import OutputError
+    from conformance.results.document import write_results
+
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a-file"))  # the temporary directory is unusable too
+    with pytest.raises(OutputError, match=r"cannot write .*no temporary file could hold them either.*lost"):
+        write_results(tmp_path / "a-file" / "results.json", tiny)
+
+
 def test_the_plugin_falls_back_when_the_results_cannot_be_written_at_the_end(tmp_path):
     # the folder is writable when the run starts and replaced by a file when the test body runs
     conftest = tmp_path / "conftest_late.py"
