@@ -438,3 +438,19 @@ def test_a_part_of_this_run_that_conflicts_keeps_every_piece_and_says_so(tiny, t
     mine = [p for p in tmp_path.glob("results.json.part-*-controller")]
     assert len(mine) == 1 and {r["status"] for r in load_results(mine[0])["records"]} == {"pass"}
     assert len(list(tmp_path.glob("results.json.part-*-gw9"))) == 1
+
+
+def test_gradconform_run_exits_3_when_its_results_went_to_the_fallback(tmp_path, monkeypatch, capsys):
+    """As the pytest plugin does (docs/results.md): the run happened and its results are elsewhere, which is not
+    the usage error (2) it was reported as."""
+    from conformance.errors import OutputError
+    from conformance.execution.worker import BackendInfo
+    from conformance.views import cli
+
+    def late_failure(ref, results, args):
+        raise OutputError(f"cannot write {results} (No space left on device); the results of this run are in /tmp/x")
+
+    monkeypatch.setattr(cli, "_probe", lambda name: BackendInfo("numpy", "impls.numpy:NumpyBackend", "built-in", True))
+    monkeypatch.setattr(cli, "_suite_in_process", late_failure)
+    assert cli.main(["run", "--backend", "numpy", "--out", str(tmp_path / "out")]) == 3
+    assert "the results of this run are in /tmp/x" in capsys.readouterr().err

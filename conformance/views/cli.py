@@ -166,6 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = out / report_dir_name(info.name or ref.name) / "results.json.gz"
         try:
             (_suite_with_pytest if args.workers or args.shard else _suite_in_process)(ref, results, args)
+        except OutputError as exc:  # the run happened; its results went elsewhere (or nowhere): 3, as the plugin
+            print(f"gradconform: {exc}", file=sys.stderr)
+            return 3
         except GradconformError as exc:
             print(f"gradconform: {exc}", file=sys.stderr)
             return 2
