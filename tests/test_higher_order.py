@@ -233,3 +233,16 @@ def test_check_of_a_directional_kind_names_the_direction_it_needs():
         check("u_h * (h - h*h)", of="h", wrt="a", kind="vjp")
     with pytest.raises(CheckError, match=r"not a tangent input"):
         check("v_a", wrt="a", kind="hvp", along="u_h")
+
+
+def test_check_refuses_a_kind_or_direction_that_contradicts_the_question():
+    """A --kind the shapes contradict, or an --along nothing is taken along, was silently ignored (the check then
+    answered another question than the one asked)."""
+    with pytest.raises(CheckError, match=r"--kind gradient: dyhat/dtheta is a jacobian.*--kind jacobian"):
+        check("Diag(yhat) - yhat.T @ yhat", of="yhat", wrt="theta", kind="gradient")
+    with pytest.raises(CheckError, match=r"--kind jacobian: dL/dtheta is a gradient"):
+        check("yhat * sum(y) - y", wrt="theta", kind="jacobian")
+    with pytest.raises(CheckError, match=r"--along.*a hessian takes none"):
+        check("sum(y) * (Diag(yhat) - yhat.T @ yhat)", wrt="theta", kind="hessian", along="v_theta")
+    with pytest.raises(CheckError, match=r"--along.*gradient or Jacobian takes none"):
+        check("yhat * sum(y) - y", wrt="theta", along="v_theta")

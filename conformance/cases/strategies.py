@@ -56,12 +56,9 @@ from hypothesis import strategies as st
 
 from conformance.formats import FloatFormat, get_format
 from conformance.spec.shapes import concrete, vector_length
-from conformance.spec.model import Generator, Layout, Regime, ShapeFamily
+from conformance.spec.model import DIRECTION_ROLES, Generator, Layout, Regime, ShapeFamily
 
 __all__ = ["inputs_strategy", "label_quantum_bits", "DIRECTION_ROLES"]
-
-#: Input roles that are directions of a derivative (the tangents and cotangents of jvp, vjp and hvp identities).
-DIRECTION_ROLES = frozenset({"tangent", "cotangent"})
 
 _SEED = st.integers(0, 2**63 - 1)
 #: keep (True) or zero (False) one entry; sampled_from shrinks to its first element, so shrinking zeroes

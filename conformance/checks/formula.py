@@ -46,7 +46,7 @@ from conformance.judge.diagnose import _exact_tolerance
 from conformance.oracle import evaluate as oracle
 from conformance.oracle.arith import iv_mid_float
 from conformance.oracle.ivalues import IntervalEnv, precision
-from conformance.spec.model import ShapeFamily
+from conformance.spec.model import DIRECTION_ROLE, DIRECTION_ROLES, ShapeFamily
 from conformance.spec.parse import parse_expr
 
 __all__ = ["check", "CheckResult", "CheckError", "add_check_arguments", "main_check"]
@@ -194,8 +194,15 @@ def check(expr: str, *, wrt: str, of: str | None = None, layout: str = "row", sp
         cand = parse_expr(expr, names=lay.value_shapes, key="candidate")
     except SpecError as exc:
         raise CheckError(exc.detail) from None
+    if along is not None and kind not in DIRECTION_ROLE:
+        raise CheckError(f"--along names the tangent or cotangent of a jvp, vjp or hvp; a "
+                         f"{kind or 'gradient or Jacobian'} takes none: drop --along or give --kind jvp, vjp or hvp")
     ident, assumptions = _target(sp, lay, of, wrt) if kind in (None, "gradient", "jacobian") else \
         _higher_order_target(sp, lay, of, wrt, kind, along)
+    if kind in ("gradient", "jacobian") and ident.kind != kind:  # the shapes decide; a contrary --kind is a mistake
+        raise CheckError(f"--kind {kind}: d{of}/d{wrt} is a {ident.kind} ({of} is "
+                         f"{format_shape(lay.value_shapes[of])}; a gradient is of a scalar, a Jacobian of a vector): "
+                         f"give --kind {ident.kind} or leave --kind out")
     ref = next((i for i in lay.identities if i.quantity == ident.quantity and not i.when), None) or \
         next((i for i in lay.identities if i.quantity == ident.quantity), None)
     ref_text = f"{ref.id} = {to_text(ref.expr)}" if ref is not None else None
@@ -268,9 +275,6 @@ def _target(spec: Spec, lay: Layout, of: str, wrt: str) -> tuple[Identity, tuple
                     expr=None, text="", shape=shape, requires=requires, when=when), assumptions  # type: ignore[arg-type]
 
 
-_DIRECTION_ROLE = {"jvp": "tangent", "hvp": "tangent", "vjp": "cotangent"}
-
-
 def _higher_order_target(spec: Spec, lay: Layout, of: str, wrt: str, kind: str,
                          along: str | None) -> tuple[Identity, tuple[str, ...]]:
     """The derivative a ``jvp``, ``vjp``, ``hessian`` or ``hvp`` candidate claims (docs/backends.md, "Quantity
@@ -280,7 +284,7 @@ def _higher_order_target(spec: Spec, lay: Layout, of: str, wrt: str, kind: str,
     assumptions = tuple(f"{p.description or p.name} ({p.name})" for p in lay.preconditions.values())
     if kind not in ("jvp", "vjp", "hessian", "hvp"):
         raise CheckError(f"unknown --kind {kind!r}; known: gradient, jacobian, jvp, vjp, hessian, hvp")
-    role = _DIRECTION_ROLE.get(kind)
+    role = DIRECTION_ROLE.get(kind)
     if role is not None:
         choices = [n for n, info in spec.inputs.items() if info.get("role") == role
                    and tuple(lay.shapes[n]) == tuple(shapes[of if kind == "vjp" else wrt])]
@@ -347,7 +351,7 @@ def _value_check(spec: Spec, lay: Layout, ident: Identity, cand: Expr, families:
     pinned = {k: substitute(s, ident.when) for k, s in lay.value_shapes.items()}
     n = 0
     used: list[str] = []
-    model_inputs = [s for k, s in lay.shapes.items() if spec.inputs[k].get("role") not in ("tangent", "cotangent")]
+    model_inputs = [s for k, s in lay.shapes.items() if spec.inputs[k].get("role") not in DIRECTION_ROLES]
     for fam in sorted(families, key=lambda f: sum(concrete(s, f.sizes)[0] * concrete(s, f.sizes)[1]
                                                   for s in model_inputs)):  # the smallest network first
         if try_shape(cand, concrete_shapes(pinned, fam.sizes)) != concrete(ident.shape, fam.sizes):
@@ -375,7 +379,7 @@ def _counterexample(spec: Spec, lay: Layout, ident: Identity, cand: Expr, fam: A
                 v = oracle.verify_identity(lay, ident, inputs, fam.sizes, expr=cand)
     # directions (tangents, cotangents) matter only to the quantity that is taken along one: show just that one
     shown = {k: a for k, a in inputs.items()
-             if spec.inputs[k].get("role") not in ("tangent", "cotangent") or k == ident.direction}
+             if spec.inputs[k].get("role") not in DIRECTION_ROLES or k == ident.direction}
     return Counterexample(fam.name, {k: np.asarray(a, dtype=np.float64).tolist() for k, a in shown.items()},
                           tuple(v.worst_index or ()), float(v.identity_value), float(v.derivative_value))
 

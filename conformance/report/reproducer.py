@@ -5,7 +5,8 @@ Python script that uses only the backend's own library: it builds the inputs
 of the recorded case (exact: decoded from the results file's hex floats),
 computes the quantity the way the backend does (numpy: the spec's closed form
 with the backend's careful primitives; torch and jax: the forward definitions
-differentiated by the library's autodiff, jax under ``jax.jit``) and prints
+differentiated by the library's autodiff, jax under ``jax.jit``; jvp, vjp,
+hessian and hvp by the same transforms the backends use) and prints
 the computed component next to the certified exact value. Nothing of
 gradconform is imported by the script, and nothing here runs it: it is
 generated from the results file (and the spec it embeds) only.
@@ -349,6 +350,10 @@ def _derivative(lib: str, q: str, identity: Any, forward: Sequence[tuple[str, Ex
     fn = [f"def f({wrt}):  # the definitions after {wrt}, as a function of it"] + [f"    {line(n, e)}" for n, e in down]
     fn.append(f"    return {of}")
     flip = identity.convention == "denominator"
+    if kind in _HIGHER_ORDER:
+        return fn + _higher_order(lib, kind, wrt, identity.direction, inputs)
+    if kind not in ("gradient", "jacobian"):
+        raise _Unsupported(f"kind {kind}")
     if lib == "torch":
         if kind == "gradient":
             return [f"out, = torch.autograd.grad({of}, {wrt})  # reverse mode, as the backend"]
@@ -357,6 +362,30 @@ def _derivative(lib: str, q: str, identity: Any, forward: Sequence[tuple[str, Ex
     if kind == "gradient":
         return fn + [f"out = jax.grad(lambda v: f(v).reshape(()))({wrt})"]
     return fn + [f"out = jax.jacrev(f)({wrt}).reshape({of}.size, {wrt}.size){'.T' if flip else ''}"]
+
+
+#: the kinds of contract 1.1, computed by the library's transforms of ``f`` (the definitions after ``wrt``)
+_HIGHER_ORDER = ("jvp", "vjp", "hessian", "hvp")
+
+
+def _higher_order(lib: str, kind: str, wrt: str, direction: str | None, inputs: Mapping[str, Any]) -> list[str]:
+    """The lines that set ``out`` for a jvp, vjp, hessian or hvp, as impls/torch (torch.func) and impls/jax
+    compute it: J v by forward mode, u^T J by the pullback, the Hessian forward over reverse, H v as the jvp of
+    the gradient. A Jacobian in their place would print another number (or fail on the index)."""
+    if kind != "hessian" and direction not in inputs:
+        raise _Unsupported(f"the direction of a {kind}")
+    if lib == "torch":
+        at, d = f"{wrt}.detach()", f"{direction}.detach()"
+        scalar = "lambda w: f(w).reshape(())"
+        return {"jvp": [f"out = torch.func.jvp(f, ({at},), ({d},))[1]  # forward mode, as the backend"],
+                "vjp": [f"_, pull = torch.func.vjp(f, {at})", f"out, = pull({d})  # the pullback of {direction}"],
+                "hessian": [f"out = torch.func.hessian({scalar})({at}).reshape({wrt}.numel(), {wrt}.numel())"],
+                "hvp": [f"out = torch.func.jvp(torch.func.grad({scalar}), ({at},), ({d},))[1]  # H v"]}[kind]
+    scalar = "lambda v: f(v).reshape(())"
+    return {"jvp": [f"out = jax.jvp(f, ({wrt},), ({direction},))[1]  # forward mode, as the backend"],
+            "vjp": [f"_, pull = jax.vjp(f, {wrt})", f"out, = pull({direction})  # the pullback of {direction}"],
+            "hessian": [f"out = jax.hessian({scalar})({wrt}).reshape({wrt}.size, {wrt}.size)"],
+            "hvp": [f"out = jax.jvp(jax.grad({scalar}), ({wrt},), ({direction},))[1]  # H v"]}[kind]
 
 
 def reproducer(doc: Mapping[str, Any], spec: Spec | None, case: Mapping[str, Any], record: Mapping[str, Any],

@@ -17,13 +17,10 @@ from conformance.execution.registry import BackendRef
 from conformance.execution.worker import BackendInfo, Reply, make_worker
 from conformance.oracle import evaluate as oracle
 from conformance.run.phases import PhaseTimer
-from conformance.spec.model import Identity, Spec
+from conformance.spec.model import DIRECTION_ROLES, Identity, Spec
 from conformance.spec.shapes import concrete
 
 __all__ = ["Executor", "DIRECTION_ROLES"]
-
-#: Input roles that are directions of a derivative (jvp, vjp, hvp), not inputs of the forward computation.
-DIRECTION_ROLES = frozenset({"tangent", "cotangent"})
 
 
 def _same_request(a: Request, b: Request) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 from conformance.errors import ShapeError, SpecError
 from conformance.expr import to_text
 from conformance.formats import get_format
-from conformance.spec.model import (ForwardDef, Generator, Identity, Layout, NegativeIdentity, Precondition,
+from conformance.spec.model import (DIRECTION_ROLE, ForwardDef, Generator, Identity, Layout, NegativeIdentity, Precondition,
                                     Regime, ShapeFamily, Spec, TolerancePolicy)
 from conformance.spec.parse import parse_expr
 from conformance.spec.yaml_safe import MAX_SPEC_BYTES, check_finite, check_size, safe_yaml_load
@@ -315,13 +315,12 @@ def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape
 
 #: The keys an identity names its derivative with (spec/schema.json), first order first.
 IDENTITY_KINDS = ("gradient", "jacobian", "jvp", "vjp", "hessian", "hvp")
-_DIRECTION_ROLE = {"jvp": "tangent", "hvp": "tangent", "vjp": "cotangent"}
 
 
 def _check_higher_order(kind: str, of: str, wrt: str, direction: str | None, pinned: Mapping[str, Shape],
                         declared: Shape, roles: Mapping[str, str], file: str, key: str) -> None:
     """Shapes and directions of a jvp / vjp / hessian / hvp identity (docs/backends.md, "Quantity kinds")."""
-    role = _DIRECTION_ROLE.get(kind)
+    role = DIRECTION_ROLE.get(kind)
     if role is not None:
         if direction not in roles:
             raise SpecError(f"{kind}.{role}: {direction!r} is not a declared input (declare it under `inputs` "

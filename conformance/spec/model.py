@@ -31,6 +31,8 @@ __all__ = [
     "Generator",
     "TolerancePolicy",
     "NegativeIdentity",
+    "DIRECTION_ROLES",
+    "DIRECTION_ROLE",
 ]
 
 K = TypeVar("K")
@@ -76,6 +78,14 @@ class FrozenMap(Mapping[K, V]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenMap, (self._data,))
+
+
+#: Input roles that are directions of a derivative (the tangents and cotangents of jvp, vjp and hvp
+#: identities), not inputs of the forward computation: one definition for the loader, the case
+#: generator and the executor.
+DIRECTION_ROLES: frozenset[str] = frozenset({"tangent", "cotangent"})
+#: The role of the input a directional kind is taken along (jvp and hvp: a tangent; vjp: a cotangent).
+DIRECTION_ROLE: Mapping[str, str] = FrozenMap({"jvp": "tangent", "hvp": "tangent", "vjp": "cotangent"})
 
 
 def _freeze(obj: object, maps: tuple[str, ...] = (), seqs: tuple[str, ...] = ()) -> None:

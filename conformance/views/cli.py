@@ -169,6 +169,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = out / report_dir_name(info.name or ref.name) / "results.json.gz"
         try:
             (_suite_with_pytest if args.workers or args.shard else _suite_in_process)(ref, results, args)
+        except OutputError as exc:  # the run happened; its results went elsewhere (or nowhere): 3, as the plugin
+            print(f"gradconform: {exc}", file=sys.stderr)
+            return 3
         except GradconformError as exc:
             print(f"gradconform: {exc}", file=sys.stderr)
             return 2
@@ -275,13 +278,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         print(f"gradconform: no such results file: {missing[0]}", file=sys.stderr)
         return 2
-    if not args.results and not find_results(out):
-        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
-              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
-        return 2
+    # first: a --out that cannot hold reports is the problem, whatever else (no results there is then no news)
     problem = output_problem(out, directory=True)
     if problem is not None:
         print(f"gradconform: --out {args.out}: {problem}; choose another directory", file=sys.stderr)
+        return 2
+    if not args.results and not find_results(out):
+        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
+              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
         return 2
     try:
         built = build_reports(out, args.results)
