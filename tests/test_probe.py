@@ -92,6 +92,9 @@ def test_a_module_that_is_not_the_distributions_is_not_guessed(tmp_path, monkeyp
     (tmp_path / "ml_dtypes").mkdir()
     (tmp_path / "ml_dtypes" / "__init__.py").write_text("raise ImportError('shadow')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # find_spec answers from sys.modules for a module already imported (by an earlier test in this process);
+    # `gradconform backends` runs in a fresh one. monkeypatch puts the module back afterwards.
+    monkeypatch.delitem(sys.modules, "ml_dtypes", raising=False)
     assert probe(_ref("numpy")) is None
 
 

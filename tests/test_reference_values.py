@@ -439,3 +439,23 @@ def test_oracle_records_undecided_ties_and_stays_exact(seed_spec):
     assert g.hi[0, 1] == -y1  # -y1 + e**-10000: the float64 nearest is the midpoint itself
     assert g.undecided >= 1
     assert ev.precision >= oracle.TIE_BITS
+
+
+def test_a_remainder_below_float64s_range_keeps_its_sign_for_narrow_rounding():
+    """hi exactly a float32 midpoint and the exact value below it by e**-1000 (a logit gap of 1000 puts such a
+    remainder in a sum of tangents): the remainder underflows float64, and its sign must still round down."""
+    import math
+
+    from conformance.oracle.certify import certified_endpoints
+
+    a32 = np.float32(0.26727595925331116)
+    mid = (float(a32) + float(np.nextafter(a32, np.float32(1)))) / 2
+    with mpmath.workprec(4000):
+        exact = mpmath.mpf(mid) - mpmath.exp(-1000)
+        got = certified_endpoints(exact, exact)
+        assert got is not None
+        hi, lo = got
+        assert hi == mid and lo < 0 and math.copysign(1.0, lo) < 0
+        assert round_hilo(np.array([hi]), np.array([lo]), FORMATS["float32"])[0] == a32
+        up = certified_endpoints(mpmath.mpf(mid) + mpmath.exp(-1000), mpmath.mpf(mid) + mpmath.exp(-1000))
+        assert round_hilo(np.array([up[0]]), np.array([up[1]]), FORMATS["float32"])[0] == np.nextafter(a32, np.float32(1))

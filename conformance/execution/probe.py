@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from conformance.backend import DTYPES
+from conformance.backend import DTYPES, QUANTITY_KINDS
 from conformance.execution.registry import BackendRef
 from conformance.execution.wire import BackendInfo
 
@@ -54,8 +54,8 @@ _JAX = BuiltinNeeds(needs=(("jax", "jax"), ("jaxlib", "jaxlib")), extra="jax", c
 #: The needs of each built-in backend (conformance.execution.registry.BUILTIN), by name.
 BUILTIN_NEEDS: dict[str, BuiltinNeeds] = {
     "numpy": _NUMPY, "numpy-composed": _NUMPY,
-    "torch": _TORCH, "torch-fused": _TORCH,
-    "jax": _JAX, "jax-fused": _JAX,
+    "torch": _TORCH, "torch-composed": _TORCH,
+    "jax": _JAX, "jax-composed": _JAX,
 }
 
 _JAX_CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_cuda11_plugin")
@@ -157,4 +157,4 @@ def probe(ref: BackendRef) -> BackendInfo | None:
         elif any(_findable(p) for p in _JAX_CUDA_PLUGINS):
             devices = ("cpu", "cuda")
     return BackendInfo(name=ref.name, target=ref.target, source=ref.source, available=True, versions=versions,
-                       dtypes=tuple(sorted(DTYPES)), devices=devices)
+                       dtypes=tuple(sorted(DTYPES)), devices=devices, kinds=tuple(sorted(QUANTITY_KINDS)))

@@ -85,7 +85,7 @@ def certified_endpoints(a: Any, b: Any, *, waive_ties: bool = False) -> tuple[fl
         if not mpmath.isfinite(a):
             return (float(a), 0.0) if mpmath.isinf(a) else None
         hi = round_mpf(a, _F64)
-        return hi, round_mpf(a - mpmath.mpf(hi), _F64) if mpmath.isfinite(hi) else 0.0
+        return hi, _remainder(a - mpmath.mpf(hi)) if mpmath.isfinite(hi) else 0.0
     if not (mpmath.isfinite(a) and mpmath.isfinite(b)):
         return None
     if -TINY < a and b < TINY:
@@ -108,7 +108,18 @@ def certified_endpoints(a: Any, b: Any, *, waive_ties: bool = False) -> tuple[fl
         if not waive_ties:
             return None
         return hi, 0.0  # a narrower format's midpoint, the side undecided: its rounding goes to even
-    return hi, round_mpf(mid - mpmath.mpf(hi), _F64)
+    return hi, _remainder(mid - mpmath.mpf(hi))
+
+
+def _remainder(r: Any) -> float:
+    """``lo`` for a remainder ``r`` (exact value - hi): its float64 rounding, and where a nonzero remainder is
+    below float64's smallest subnormal, that subnormal with its sign (a rounding to zero would lose the sign,
+    which decides the rounding into a narrower format when hi is one of its midpoints: a logit gap of 1000
+    puts e**-1000 there)."""
+    lo = round_mpf(r, _F64)
+    if lo == 0 and r != 0:
+        return math.copysign(5e-324, float(mpmath.sign(r)))
+    return lo
 
 
 # --------------------------------------------------------------------------- vectorised helpers (fast paths)

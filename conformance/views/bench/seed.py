@@ -14,6 +14,7 @@ from conformance.judge.compare import compare, compare_many
 from conformance.oracle import evaluate as oracle
 from conformance.run.run import Run
 from conformance.spec import load_spec
+from conformance.spec.model import DIRECTION_ROLES
 from conformance.spec.shapes import concrete
 
 __all__ = ["seed_case", "seed_case_check", "faults_caught_by_us"]
@@ -28,6 +29,10 @@ def seed_case() -> Any:
     inputs = {"x": rng.standard_normal((1, 5)), "W1": rng.standard_normal((5, 3)), "b1": rng.standard_normal((1, 3)),
               "W2": rng.standard_normal((3, 5)), "b2": rng.standard_normal((1, 5)), "y": np.eye(5)[[2]]}
     sizes = {"n": 1, "d_in": 5, "hidden": 3, "d_out": 5}
+    shapes = spec.layouts["row"].shapes
+    for name, info in spec.inputs.items():  # the tangents and cotangents of the forward-mode and second-order kinds
+        if info.get("role") in DIRECTION_ROLES and name in shapes:
+            inputs[name] = rng.standard_normal(tuple(d if isinstance(d, int) else sizes[d] for d in shapes[name]))
     cid = case_id("row", "float64", "benign", "seed", None, inputs)
     return spec, Case(cid, "row", "float64", "benign", "seed", sizes, None, inputs)
 
