@@ -122,7 +122,10 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
                             file=file, key=f"shape_families.{fname}.sizes")
         if missing:
             raise SpecError(f"no size for dimension {sorted(missing)[0]!r}", file=file, key=f"shape_families.{fname}.sizes")
-        families[fname] = ShapeFamily(fname, sizes, fam.get("description", ""))
+        families[fname] = ShapeFamily(fname, sizes, fam.get("description", ""), wide=bool(fam.get("wide", False)))
+    if all(f.wide for f in families.values()):
+        raise SpecError("every shape family is wide: a default run would check nothing; "
+                        "give at least one family without `wide: true`", file=file, key="shape_families")
 
     inputs = {k: dict(v) for k, v in data["inputs"].items()}
     layouts = {lname: _build_layout(lname, ldata, dims, inputs, file) for lname, ldata in data["layouts"].items()}
@@ -358,6 +361,12 @@ def _build_negative(i: int, data: dict[str, Any], layouts: Mapping[str, Layout],
     for f in fams:
         if f not in families:
             raise SpecError(f"unknown shape family {f!r}; declared: {', '.join(families)}", file=file, key=f"{key}.families")
+        if families[f].wide:
+            raise SpecError(f"shape family {f!r} is wide (slow, and absent from a default run): refute the formula "
+                            "in a family without `wide: true`", file=file, key=f"{key}.families")
+    if regime is not None and any(families[f].wide for f in (regimes[regime].families or ())):
+        raise SpecError(f"regime {regime!r} uses a wide shape family (absent from a default run): refute the "
+                        "formula in a regime without one", file=file, key=f"{key}.regime")
     # shapes of negative identities may be wrong on purpose: `gradconform lint` reports them per family
     expr = parse_expr(data["expr"], names=layout.value_shapes, file=file, key=f"{key}.expr")
     return NegativeIdentity(
