@@ -215,9 +215,9 @@ class ErrorBounds:
         """``A @ B + c`` (or ``- c``) as one sum of k + 1 terms, the bias being one more term: a correct
         backend may add c anywhere in the accumulation (gemm with beta = 1, torch.addmm and nn.Linear
         start from it, sequentially or with FMA). Every order is within gamma_{k+1}(u_acc) (|A||B| + |c|)
-        (Higham Lemma 3.1), the spec's gamma_k |A||B| + u |v| too (Lemma 3.3); a wider accumulator may
-        also store A @ B in the dtype first, u |A @ B| (not u |A||B| unless a factor is a product chain: no
-        other association exists; |A||B| let a 16-bit accumulator pass at any width) and rounds once, u |v|."""
+        (Higham Lemma 3.1), the spec's gamma_k |A||B| + u |v| too (Lemma 3.3); a wider accumulator may store
+        A @ B in the dtype first, u |A @ B| (u |A||B| if a factor is a product chain, else no other association
+        exists; |A||B| let a 16-bit accumulator pass at any width), and rounds once, u |v|."""
         k = self.value(product.left).shape[1]
         ax, ay = self.absval(product.left), self.absval(product.right)
         ex, ey = self.bound(product.left), self.bound(product.right)
@@ -225,9 +225,9 @@ class ErrorBounds:
         out = (_mm(ax, ey) + _mm(ex, ay) + _mm(ex, ey) + self.bound(term) + gamma(k + 1, self.ua) * terms
                + (k + 1) * self.acc.eta + self.eta)
         if self.wider_acc:
-            chained = _is_chain(product.left) or _is_chain(product.right)
-            stored = ax @ ay if chained else np.abs(self.value(product))
-            out = out + self.u * stored + self.u * av + 2 * self.eta
+            bare = [f.operand if isinstance(f, (Transpose, Neg)) else f for f in (product.left, product.right)]
+            chained = any(isinstance(f, (BinOp, Transpose, Neg)) or isinstance(f, Call) and f.fn == "Diag" for f in bare)
+            out = out + self.u * (ax @ ay if chained else np.abs(self.value(product))) + self.u * av + 2 * self.eta
         return out
 
     def _call(self, e: Call, v: np.ndarray, av: np.ndarray) -> np.ndarray:
@@ -574,13 +574,6 @@ def _dsigmoid(d: np.ndarray) -> np.ndarray:
 
 def _sech2(d: np.ndarray) -> np.ndarray:
     return (2.0 / (np.exp(np.minimum(d, 700.0)) + np.exp(-np.minimum(d, 700.0)))) ** 2
-
-
-def _is_chain(e: Expr) -> bool:
-    """Whether ``e`` is a product chain (``absval`` is not just its |value|)."""
-    while isinstance(e, (Transpose, Neg)):
-        e = e.operand
-    return (isinstance(e, BinOp) and e.op in "@*") or (isinstance(e, Call) and e.fn == "Diag")
 
 
 def _biased_product(e: BinOp) -> tuple[BinOp, Expr] | None:
