@@ -53,9 +53,12 @@ def _summary(name, records, lines):
         worst[r.dtype] = max(worst[r.dtype], ratio)
         if ratio > per_q.get(r.dtype, (-1.0, ""))[0]:
             per_q[r.dtype] = (ratio, r.quantity)
+    soft = {d: max((r.max_ratio or 0.0) for r in records if r.dtype == d and r.quantity in ("yhat", "dL/dtheta"))
+            for d in DTYPES}
     failed = sum(r.status != PASS for r in records)
     lines.append(f"{name:24s} " + "  ".join(f"{d} {per_q[d][0]:8.3g} ({per_q[d][1]})" for d in DTYPES if d in per_q)
-                 + f"   not passing: {failed}/{len(records)}" + (f" ({bad} not out_of_bound)" if bad else ""))
+                 + f"   not passing: {failed}/{len(records)}"
+                 + "\n" + " " * 25 + "softmax (yhat, dL/dtheta): " + "  ".join(f"{d} {soft[d]:.3g}" for d in DTYPES) + (f" ({bad} not out_of_bound)" if bad else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conformance.cases.generate import generate_cases
 from conformance.errors import SelectionError, SpecError
+from conformance.formats import get_format
 from conformance.run.run import Run, RunCache
 from conformance.spec import load_spec_text
 from conformance.statuses import PASS
@@ -28,6 +31,7 @@ from conformance.views.cli import build_parser
 from conformance.views.suite import plan
 
 from .accuracy_backends import target
+from .test_bounds import POLICY, make_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the cases and oracle values of the wide groups, shared by the tests of this module; the flint engine (a test
@@ -134,3 +138,39 @@ def test_the_command_line_option_reaches_the_run():
     args = build_parser().parse_args(["run", "--wide", "--backend", "numpy"])
     assert args.wide is True
     assert build_parser().parse_args(["run"]).wide is False
+
+
+def _softmax_bounds(theta: np.ndarray, kappa: float) -> np.ndarray:
+    bounds, exprs, _ = make_bounds([("yhat", "softmax(theta, axis=1)")], {"theta": theta}, "float16",
+                                   policy=replace(POLICY, safety_factor=kappa))
+    return bounds.bound(exprs["yhat"])
+
+
+@pytest.mark.parametrize("k", [6, 17])
+def test_the_softmax_floor_changes_no_bound_up_to_17_classes(k):
+    """kappa covers the exp(log_softmax) form up to 17 classes by derivation: there the floor rho_lse / kappa
+    never exceeds rho (the bound with kappa = 3 is the bound with no floor at all, kappa -> infinity)."""
+    rng = np.random.default_rng(k)
+    for scale in (1e-3, 1.0, 10.0):
+        theta = (rng.normal(size=(8, k)) * scale).astype(np.float16).astype(np.float64)
+        assert np.array_equal(_softmax_bounds(theta, 3.0), _softmax_bounds(theta, 1e300))
+
+
+def test_the_softmax_floor_covers_exp_log_softmax_over_100_classes_in_float16():
+    """At 100 classes the exp(log_softmax) form, evaluated in float16 with a float32 sum, may need 4.19 times
+    the spec form's rounding (docs/tolerances.md, section 4), beyond kappa = 3: the floor raises the bound where
+    log s is large (near-uniform logits), and the form's real error stays within kappa times it."""
+    rng = np.random.default_rng(100)
+    f16, f32 = np.float16, np.float32
+    theta = (rng.normal(size=(64, 100)) * 0.5).astype(f16)
+    z = (theta.astype(f32) - theta.astype(f32).max(axis=1, keepdims=True)).astype(f16)
+    s = np.exp(z.astype(f32)).astype(f16).astype(f32).sum(axis=1, keepdims=True, dtype=f32)
+    ls = (z.astype(f32) - np.log(s).astype(f16).astype(f32)).astype(f16)
+    got = np.exp(ls.astype(f32)).astype(f16).astype(np.float64)
+    t64 = theta.astype(np.float64)
+    exact = np.exp(t64 - t64.max(axis=1, keepdims=True))
+    exact /= exact.sum(axis=1, keepdims=True)
+    floored, plain = _softmax_bounds(t64, 3.0), _softmax_bounds(t64, 1e300)
+    assert np.all(floored >= plain) and np.mean(floored > plain) > 0.5  # the floor acts at this width
+    eta = get_format("float16").eta
+    assert np.all(np.abs(got - exact) <= 3.0 * floored + eta), np.max(np.abs(got - exact) / (3.0 * floored + eta))
