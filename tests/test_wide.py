@@ -174,3 +174,22 @@ def test_the_softmax_floor_covers_exp_log_softmax_over_100_classes_in_float16():
     assert np.all(floored >= plain) and np.mean(floored > plain) > 0.5  # the floor acts at this width
     eta = get_format("float16").eta
     assert np.all(np.abs(got - exact) <= 3.0 * floored + eta), np.max(np.abs(got - exact) / (3.0 * floored + eta))
+
+
+def test_a_wide_failure_reruns_with_the_option():
+    """The rerun command of a failing wide test carries --gc-wide (the test exists only with it), and running
+    it under pytest fails that one test again (exit 1), where without the option pytest finds no such test."""
+    fault = target("16bit-accumulation")
+    result = run_suite(fault, select="test_forward[a-row-float16-wide]", wide=True, cache="off", counterexamples=0,
+                       oracle="flint")
+    (test,) = result.tests
+    assert test.status == "failed"
+    rerun = next(line for line in test.message.splitlines() if line.startswith("rerun: "))
+    assert rerun.endswith("--gc-wide"), rerun
+    node = "conformance/test_conformance.py::test_forward[a-row-float16-wide]"
+    base = [sys.executable, "-m", "pytest", node, "-q", "-p", "no:cacheprovider", "--gc-backend", fault,
+            "--gc-oracle", "flint", "--gc-oracle-cache", "off"]
+    for extra, code in (["--gc-wide"], 1), ([], 4):
+        out = subprocess.run(base + extra, capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "GRADCONFORM_WIDE": ""})
+        assert out.returncode == code, out.stdout[-2000:] + out.stderr[-2000:]
