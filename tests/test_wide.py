@@ -22,7 +22,7 @@ import pytest
 
 from conformance.cases.generate import generate_cases
 from conformance.errors import SelectionError, SpecError
-from conformance.formats import get_format
+from conformance.formats import DTYPES, get_format
 from conformance.run.run import Run, RunCache
 from conformance.spec import load_spec_text
 from conformance.statuses import PASS
@@ -30,7 +30,7 @@ from conformance.views.api import run_suite
 from conformance.views.cli import build_parser
 from conformance.views.suite import plan
 
-from .accuracy_backends import target
+from .accuracy_backends import CORRECT, target
 from .test_bounds import POLICY, make_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,3 +193,14 @@ def test_a_wide_failure_reruns_with_the_option():
         out = subprocess.run(base + extra, capture_output=True, text=True, cwd=ROOT,
                              env={**os.environ, "GRADCONFORM_WIDE": ""})
         assert out.returncode == code, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", [n for n in CORRECT if n != "bias-first-fma"])  # exact FMA emulation: minutes here
+def test_correct_implementations_pass_at_width(seed_spec, name):
+    """Every correct implementation of tests/accuracy_backends.py (test_no_false_alarm's, on the default
+    families) passes every quantity of the wide family in every layout and dtype."""
+    with Run(seed_spec, target(name), isolate=False, cache=_CACHE, cache_dir=None, oracle="flint") as run:
+        records = [r for lay in seed_spec.layouts for d in DTYPES for r in run.group(lay, d, "wide").records]
+    assert len(records) == 168
+    bad = [(r.quantity, r.layout, r.dtype, r.detail, r.max_ratio) for r in records if r.status != PASS]
+    assert not bad, bad
