@@ -16,6 +16,15 @@ Conventions:
 * a ``jacobian`` relates two vectors (1 x k or k x 1): in ``numerator``
   layout entry (i, j) is d of_i / d wrt_j; in ``denominator`` layout it is
   the transpose;
+* higher order and forward mode (contract 1.1): a ``jvp`` is J v, the
+  derivative of ``of`` along the tangent ``v = inputs[direction]`` of ``wrt``
+  (shape of ``of``); a ``vjp`` is u^T J, the pullback of the cotangent
+  ``u = inputs[direction]`` of ``of`` (shape of ``wrt``); a ``hessian`` is the
+  k x k matrix d^2 of / d wrt_i d wrt_j of a scalar ``of`` with respect to a
+  vector ``wrt``; an ``hvp`` is the Hessian times the tangent
+  ``inputs[direction]`` (shape of ``wrt``). A backend lists the kinds it
+  computes in :meth:`Backend.quantity_kinds`; the harness never asks a backend
+  for a kind it does not list, and records those quantities as not supported;
 * raise :class:`NotSupported` for what the backend does not do at all (a
   dtype, a device), or put a ``NotSupported`` instance in place of one
   quantity's array (a primitive or a kind of quantity it lacks): either is
@@ -62,6 +71,8 @@ __all__ = [
     "Request",
     "NotSupported",
     "CONTRACT_VERSION",
+    "FIRST_ORDER_KINDS",
+    "QUANTITY_KINDS",
     "DTYPES",
     "numpy_dtype",
     "Expr", "Name", "Const", "Neg", "BinOp", "Pow", "Transpose", "Call", "FUNCTIONS", "AXIS_FUNCTIONS",
@@ -71,7 +82,13 @@ __all__ = [
 #: The version of this contract, (major, minor). A minor step adds to the contract (a new quantity kind, a new
 #: optional attribute) and keeps every backend written for an earlier minor working; a major step would not.
 #: ``conformance.backend`` and ``conformance.expr`` stay importable at these paths across minor versions.
-CONTRACT_VERSION: tuple[int, int] = (1, 0)
+CONTRACT_VERSION: tuple[int, int] = (1, 1)
+
+#: The quantity kinds of contract 1.0: what a backend that does not say otherwise is asked for.
+FIRST_ORDER_KINDS: frozenset[str] = frozenset({"value", "gradient", "jacobian"})
+#: Every quantity kind of this contract; 1.1 added forward mode and second order (``jvp``, ``vjp``, ``hessian``,
+#: ``hvp``). A backend written for 1.0 keeps working: it is asked only for :data:`FIRST_ORDER_KINDS`.
+QUANTITY_KINDS: frozenset[str] = FIRST_ORDER_KINDS | {"jvp", "vjp", "hessian", "hvp"}
 
 
 class NotSupported(Exception):
@@ -94,8 +111,11 @@ class Quantity:
     """One thing the harness wants back.
 
     ``kind`` is ``value`` (a forward value, ``of``), ``gradient`` (of the
-    scalar ``of`` with respect to ``wrt``) or ``jacobian`` (of vector ``of``
-    with respect to vector ``wrt``, in ``convention`` layout). ``expr`` is the
+    scalar ``of`` with respect to ``wrt``), ``jacobian`` (of vector ``of``
+    with respect to vector ``wrt``, in ``convention`` layout), or one of the
+    kinds of contract 1.1: ``jvp``, ``vjp``, ``hessian``, ``hvp`` (the module
+    docstring; ``direction`` names the input holding the tangent or
+    cotangent, None for the other kinds). ``expr`` is the
     spec's closed form (for an identity) or definition (for a value): a
     backend that evaluates formulas uses it; an autodiff backend ignores it
     for derivatives. ``id`` names the result in the response.
@@ -108,6 +128,7 @@ class Quantity:
     convention: str | None = None
     expr: Expr | None = None
     shape: tuple[int, int] = (1, 1)
+    direction: str | None = None  # contract 1.1: the tangent (jvp, hvp) or cotangent (vjp) input
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,12 @@ class Backend(ABC):
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu",)
+
+    def quantity_kinds(self) -> frozenset[str]:
+        """The quantity kinds this backend computes (contract 1.1). The default is those of contract 1.0, so a
+        backend written before forward mode and second order existed is never asked for them: its ``jvp``,
+        ``vjp``, ``hessian`` and ``hvp`` quantities are recorded as not supported."""
+        return FIRST_ORDER_KINDS
 
     def versions(self) -> Mapping[str, str]:
         """Library versions worth recording in results (e.g. {"torch": "2.13.0"})."""

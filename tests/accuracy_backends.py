@@ -48,7 +48,8 @@ class Recipe:
               (sequential, last term first) or "pairwise" (recursive halving)
     sigmoid   "stable" (two branches on exp(-|a|)), "naive" (1 / (1 + exp(-a))),
               fault "expratio" (exp(a) / (1 + exp(a))), fault "tanh" (0.5 * (1 + tanh(a / 2)), the
-              textbook identity, which cancels for a << 0)
+              textbook identity, which cancels for a << 0), fault "oneminus" (1 - 1 / (1 + exp(a)), which
+              cancels there too)
     dsigmoid  sigmoid' as "h-hh" (h - h*h), "h(1-h)" or "s(a)s(-a)" (sigmoid(a) * sigmoid(-a));
               "chain3" multiplies dL/dh by h and then by (1 - h), one rounding more than the spec
     softmax   "shift-div" (exp(x - max) / sum), "shift-recip" (exp(x - max) * (1 / sum)),
@@ -226,6 +227,8 @@ def _sigmoid(ar: _Arith, a: np.ndarray, form: str) -> np.ndarray:
     if form == "tanh":
         t = ar.r(np.tanh(ar.r(a / ar.c(2.0)).astype(np.float64)))
         return ar.r(ar.c(0.5) * ar.r(one + t))
+    if form == "oneminus":  # 1 - sigmoid(-a), the other textbook rewrite that cancels for a << 0
+        return ar.r(one - ar.r(one / ar.r(one + ar.exp(a))))
     raise ValueError(form)
 
 
@@ -431,6 +434,7 @@ FAULTS: dict[str, Recipe] = {
     "softmax-noshift": Recipe(softmax="noshift"),
     "sigmoid-expratio": Recipe(sigmoid="expratio"),
     "sigmoid-tanh": Recipe(sigmoid="tanh"),
+    "sigmoid-oneminus": Recipe(sigmoid="oneminus"),
     # sequential, so that every addition is rounded to the 16-bit accumulator (no BLAS kernel widens it)
     "16bit-accumulation": Recipe(acc="storage", order="reverse"),
     "truncating-stores": Recipe(compute=(("float16", "float32"), ("bfloat16", "float32")), store="truncate"),

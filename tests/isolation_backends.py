@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import Backend, Request
+from conformance.backend import QUANTITY_KINDS, Backend, Request
 from impls.numpy import NumpyBackend
 
 PID_KEY = "__pid__"  # an extra result the tests read to tell worker processes apart
@@ -35,6 +35,9 @@ class _Correct(Backend):
 
     def __init__(self) -> None:
         self._numpy = NumpyBackend()
+
+    def quantity_kinds(self) -> frozenset[str]:
+        return QUANTITY_KINDS  # the numpy backend's answers: every kind
 
     def evaluate(self, request: Request) -> Mapping[str, Any]:
         out = dict(self._numpy.evaluate(request))

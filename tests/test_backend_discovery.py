@@ -18,6 +18,11 @@ import pytest
 
 from conformance.execution import registry
 from conformance.errors import BackendNotFound
+from conformance.spec import load_spec
+
+#: cases of a benign group with --gc-examples 1: one per shape family of the seed spec
+_SEED = load_spec(None)
+N_BENIGN = len(_SEED.families_for(_SEED.regimes["benign"]))
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = str(ROOT / "conformance")
@@ -121,7 +126,7 @@ def test_the_example_backend_runs_in_the_suite_through_its_entry_point(pytester)
     # float64 and float32 are computed and pass; float16 and bfloat16 are declined, so skipped as not supported
     result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines(["*backend example (worked example: a hand-written numpy backward pass*",
-                                 "*not supported on 4 of 4 cases: dtype float16 is not supported*"])
+                                 f"*not supported on {N_BENIGN} of {N_BENIGN} cases: dtype float16 is not supported*"])
     doc = json.loads(out.read_text())
     assert doc["backend"]["source"] == "entry point (gradconform-example-backend)"
     # declined work is visible: a not_supported record for every check the declined dtypes would have had
@@ -172,3 +177,20 @@ def test_gradconform_backends_lists_versions_and_reasons(tmp_path):
         assert " no " in rows[name] and "jax is not installed (pip install 'gradconform[jax]')" in rows[name]
     if "example" in rows:
         assert "entry point (gradconform-example-backend)" in rows["example"]
+
+
+def test_the_command_line_says_an_old_name_is_deprecated_and_uses_the_new_one(capsys):
+    from types import SimpleNamespace
+
+    from conformance.views import cli
+
+    assert cli._current_name("jax-fused") == "jax"
+    err = capsys.readouterr().err
+    assert err.startswith("gradconform: warning: backend name 'jax-fused' is deprecated, use 'jax'")
+    assert cli._current_name("jax") == "jax" and capsys.readouterr().err == ""
+    # rerun of an old results file whose 'torch' was the composed loss: said, not silently compared
+    run = SimpleNamespace(info=SimpleNamespace(available=True, name="torch", description="torch, F.cross_entropy"))
+    cli._warn_if_another_backend(run, {"description": "torch, the loss exactly as written"}, "old.json")
+    assert "backend 'torch' is not the one that made old.json" in capsys.readouterr().err
+    cli._warn_if_another_backend(run, {"description": "torch, F.cross_entropy"}, "new.json")
+    assert capsys.readouterr().err == ""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conformance.views.cli import main
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_the_report(tmp_path):
     out = tmp_path / "bench.md"
     assert main(["bench", "--quick", "--widths", "5,16", "--repeat", "1", "--sections", "oracle,seed",

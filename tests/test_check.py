@@ -34,7 +34,8 @@ def test_the_question_formula_is_refused_with_the_shape_trace_and_W1T() -> None:
 def test_the_corrected_formula_is_confirmed() -> None:
     r = check(ROW_RIGHT, wrt="x", layout="row")
     assert r.verdict == "correct" and r.counterexample is None
-    assert set(r.families) == {"seed", "batch", "distinct", "square"} and r.cases == 12
+    assert set(r.families) == {"seed", "batch", "distinct", "square", "batch_is_hidden", "batch_is_out"}
+    assert r.cases == 3 * len(r.families)
     assert r.shape == "n x d_in"
 
 

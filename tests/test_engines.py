@@ -214,6 +214,16 @@ def test_exact_rule_sees_the_ball_exactly():
 
 # --------------------------------------------------------------------------- selection and recording
 
+def test_the_default_engine_is_flint_where_python_flint_is_installed(monkeypatch):
+    import importlib.util
+
+    from conformance.oracle.engines import select
+
+    assert DEFAULT_ENGINE == ("flint" if importlib.util.find_spec("flint") is not None else "mpmath")
+    monkeypatch.setattr(select.importlib.util, "find_spec", lambda name: None)
+    assert select._default_engine() == "mpmath"
+
+
 def test_engine_selection(monkeypatch):
     monkeypatch.delenv(ENV_ORACLE, raising=False)
     assert get_engine().name == DEFAULT_ENGINE

@@ -64,12 +64,16 @@ def test_wrong_sigmoid_derivative_breaks_exactly_the_identities_that_use_it(seed
     failing = failing_quantities(seed_spec, "tests.test_fault_injection:SigmoidPrimeWrong")
     below = {"dL/da", "dL/dx", "dL/dW1", "dL/db1"}  # and their label-sum-free forms
     uses_sigmoid_prime = below | {f"{q}.general" for q in below} | {"dL/dx.chain", "dh/da"}
+    # forward mode and second order: each pushes a direction through sigma'(a)
+    uses_sigmoid_prime |= {"dyhat/dx.jvp", "dh/da.vjp", "dyhat/dx.vjp", "d2L/da2.hvp", "d2L/dx2.hvp"}
     assert failing == {"row": uses_sigmoid_prime, "column": uses_sigmoid_prime - {"dL/dx.chain"}}
 
 
-def test_missing_transpose_breaks_exactly_the_row_identities_with_W1_T(seed_spec):
+def test_missing_transpose_breaks_exactly_the_identities_with_W1_T(seed_spec):
     failing = failing_quantities(seed_spec, "tests.test_fault_injection:MissingTranspose")
-    assert failing == {"row": {"dL/dx", "dL/dx.general", "dL/dx.chain", "da/dx"}}
+    # first order: only the row layout writes W1.T; the column layout's tangents enter as W1.T @ v_x
+    assert failing == {"row": {"dL/dx", "dL/dx.general", "dL/dx.chain", "da/dx", "dyhat/dx.vjp", "d2L/dx2.hvp"},
+                       "column": {"dyhat/dx.jvp", "d2L/dx2.hvp"}}
 
 
 def test_missing_transpose_is_a_value_failure_in_the_square_family(seed_spec):

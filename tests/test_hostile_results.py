@@ -341,6 +341,9 @@ def test_an_unwritable_report_out_is_a_message(tiny, tmp_path):
     (tmp_path / "a-file").write_text("x")
     rc, stdout, stderr = _report(tmp_path / "a-file", _write(tmp_path / "in.json", tiny))
     assert rc == 2 and "is a file, and a directory is wanted" in stderr and "Traceback" not in stderr, stderr
+    # without results files too: not "no results under a-file/, run `gradconform run --out a-file` first"
+    rc, stdout, stderr = _report(tmp_path / "a-file")
+    assert rc == 2 and "is a file, and a directory is wanted" in stderr and "no results under" not in stderr, stderr
 
 
 def test_a_late_write_failure_keeps_the_results_and_says_where(tiny, tmp_path):
@@ -357,6 +360,19 @@ def test_a_late_write_failure_keeps_the_results_and_says_where(tiny, tmp_path):
         written.unlink()
     written, problem = write_results(tmp_path / "ok.json", tiny)
     assert problem is None and written == tmp_path / "ok.json"
+
+
+def test_when_the_fallback_cannot_be_written_either_it_is_a_message(tiny, tmp_path, monkeypatch):
+    """A full disk often fills the temporary directory too: an OutputError that says so, not an OSError traceback."""
+    import tempfile
+
+    from conformance.errors import OutputError
+    from conformance.results.document import write_results
+
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a-file"))  # the temporary directory is unusable too
+    with pytest.raises(OutputError, match=r"cannot write .*no temporary file could hold them either.*lost"):
+        write_results(tmp_path / "a-file" / "results.json", tiny)
 
 
 def test_the_plugin_falls_back_when_the_results_cannot_be_written_at_the_end(tmp_path):
@@ -422,3 +438,19 @@ def test_a_part_of_this_run_that_conflicts_keeps_every_piece_and_says_so(tiny, t
     mine = [p for p in tmp_path.glob("results.json.part-*-controller")]
     assert len(mine) == 1 and {r["status"] for r in load_results(mine[0])["records"]} == {"pass"}
     assert len(list(tmp_path.glob("results.json.part-*-gw9"))) == 1
+
+
+def test_gradconform_run_exits_3_when_its_results_went_to_the_fallback(tmp_path, monkeypatch, capsys):
+    """As the pytest plugin does (docs/results.md): the run happened and its results are elsewhere, which is not
+    the usage error (2) it was reported as."""
+    from conformance.errors import OutputError
+    from conformance.execution.worker import BackendInfo
+    from conformance.views import cli
+
+    def late_failure(ref, results, args):
+        raise OutputError(f"cannot write {results} (No space left on device); the results of this run are in /tmp/x")
+
+    monkeypatch.setattr(cli, "_probe", lambda name: BackendInfo("numpy", "impls.numpy:NumpyBackend", "built-in", True))
+    monkeypatch.setattr(cli, "_suite_in_process", late_failure)
+    assert cli.main(["run", "--backend", "numpy", "--out", str(tmp_path / "out")]) == 3
+    assert "the results of this run are in /tmp/x" in capsys.readouterr().err

@@ -36,12 +36,15 @@ def test_every_shipped_spec_passes_lint(path: Path) -> None:
 def test_seed_spec_symmetric_jacobians_are_verified_not_just_accepted() -> None:
     report = lint(spec_dir() / "two_layer_sigmoid_xent.yaml")
     sym = [d for d in report.discriminations if d.verdict == "symmetric"]
-    assert {(d.layout, d.identity) for d in sym} == {("row", "dh/da"), ("row", "dyhat/dtheta"),
-                                                     ("column", "dh/da"), ("column", "dyhat/dtheta")}
+    # the Jacobians of elementwise sigmoid and of softmax, every Hessian, and the scalar directional derivative
+    declared = {"dh/da", "dyhat/dtheta", "d2L/dtheta2.hessian", "d2L/dtheta2.hessian.normalized", "d2L/dh2.hessian",
+                "dL/dtheta.jvp"}
+    assert {(d.layout, d.identity) for d in sym} == {(lay, i) for lay in ("row", "column") for i in declared}
     assert all("verified" in d.detail for d in sym)
     # the square family is where W1 and W1.T only differ by value: lint says so for the W1 negative identity
     neg = next(n for n in report.negatives if n.id == "dL/dx.W1_not_transposed")
-    assert neg.by_value == ("square",) and set(neg.by_shape) == {"seed", "batch", "distinct"}
+    assert neg.by_value == ("square",) and set(neg.by_shape) == {"seed", "batch", "distinct", "batch_is_hidden",
+                                                                 "batch_is_out"}
 
 
 def test_non_conformable_product_is_reported_with_shapes_and_fix(tmp_path: Path) -> None:
@@ -102,7 +105,8 @@ def test_degenerate_shape_families_cannot_tell_transposes_apart(tmp_path: Path) 
     ones = "sizes: {n: 1, d_in: 1, hidden: 1, d_out: 1}"
     path = spec_copy(tmp_path, *[(f"sizes: {{{s}}}", ones) for s in (
         "n: 1, d_in: 5, hidden: 3, d_out: 5", "n: 4, d_in: 5, hidden: 3, d_out: 5",
-        "n: 2, d_in: 7, hidden: 4, d_out: 6", "n: 1, d_in: 4, hidden: 4, d_out: 4")])
+        "n: 2, d_in: 7, hidden: 4, d_out: 6", "n: 1, d_in: 4, hidden: 4, d_out: 4",
+        "n: 3, d_in: 5, hidden: 3, d_out: 4", "n: 4, d_in: 5, hidden: 3, d_out: 4")])
     report = lint(path)
     assert not report.ok
     errs = [e for e in report.errors if e.code == "indiscriminable"]
@@ -140,7 +144,9 @@ def test_square_families_tell_a_missing_transpose_by_value(tmp_path: Path) -> No
     square = "sizes: {n: 1, d_in: 4, hidden: 4, d_out: 4}"
     path = spec_copy(tmp_path, *[(f"sizes: {{{s}}}", square) for s in (
         "n: 1, d_in: 5, hidden: 3, d_out: 5", "n: 4, d_in: 5, hidden: 3, d_out: 5",
-        "n: 2, d_in: 7, hidden: 4, d_out: 6")])
+        "n: 2, d_in: 7, hidden: 4, d_out: 6")], *[(f"sizes: {{{s}}}", "sizes: {n: 4, d_in: 4, hidden: 4, d_out: 4}")
+                                                  for s in ("n: 3, d_in: 5, hidden: 3, d_out: 4",
+                                                            "n: 4, d_in: 5, hidden: 3, d_out: 4")])
     report = lint(path)
     assert report.ok, report.render()
     d = next(d for d in report.discriminations

@@ -32,6 +32,7 @@ def test_W1_for_W1T_is_refuted_by_shape_and_in_the_square_family_by_value() -> N
     assert r.refuted
     verdicts = {o.family: o.verdict for o in r.outcomes}
     assert verdicts == {"seed": "refuted_by_shape", "batch": "refuted_by_shape", "distinct": "refuted_by_shape",
+                        "batch_is_hidden": "refuted_by_shape", "batch_is_out": "refuted_by_shape",
                         "square": "refuted_by_value"}
     square = next(o for o in r.outcomes if o.family == "square")
     assert square.case is not None and square.component is not None

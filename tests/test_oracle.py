@@ -16,6 +16,9 @@ def zeros_case(spec, k=2):
     row = spec.layouts["row"]
     z = {"x": np.zeros((1, 5)), "W1": np.zeros((5, 3)), "b1": np.zeros((1, 3)), "W2": np.zeros((3, 5)),
          "b2": np.zeros((1, 5)), "y": np.eye(5)[[k]]}
+    # the directions of the jvp / vjp / hvp identities, zero too (each has the shape of a value above)
+    z.update({"v_theta": np.zeros((1, 5)), "v_a": np.zeros((1, 3)), "v_x": np.zeros((1, 5)), "u_h": np.zeros((1, 3)),
+              "u_yhat": np.zeros((1, 5))})
     return row, z
 
 

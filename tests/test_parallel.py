@@ -48,6 +48,7 @@ def serial(tmp_path_factory) -> dict:
     return _pytest(tmp_path_factory.mktemp("serial"), "serial")
 
 
+@pytest.mark.slow
 def test_xdist_two_workers_equal_one_and_groups_stay_whole(serial, tmp_path):
     pytest.importorskip("xdist", reason="parallel runs need pytest-xdist (the [test] extra; CI installs it)")
     par = _pytest(tmp_path, "par", "-n", "2")
@@ -58,6 +59,7 @@ def test_xdist_two_workers_equal_one_and_groups_stay_whole(serial, tmp_path):
     assert not list(tmp_path.glob("*.part-*"))  # the parts were merged and removed
 
 
+@pytest.mark.slow
 def test_shards_partition_the_suite_and_merge_back(serial, tmp_path):
     docs = [_pytest(tmp_path, f"shard{i}", "--gc-shard", f"{i}/3") for i in (1, 2, 3)]
     groups = [{(g["layout"], g["dtype"], g["regime"]) for g in d["groups"]} for d in docs]

@@ -120,6 +120,12 @@ def test_the_dual_algebra_has_a_derivative_for_every_primitive():
     assert missing_methods(DualOps) == ()
 
 
+def test_the_second_order_jets_have_a_second_derivative_for_every_primitive():
+    from conformance.oracle.jets import JetOps  # the jets of jvp / vjp / hessian / hvp (tests/test_higher_order.py)
+
+    assert missing_methods(JetOps) == ()
+
+
 def test_the_rational_algebra_has_exactly_the_rational_primitives():
     rational = tuple(n for n, p in PRIMITIVES.items() if p.rational)
     assert rational and missing_methods(FractionOps, rational) == ()

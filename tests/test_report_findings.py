@@ -235,3 +235,13 @@ def test_the_scoreboard_has_a_line_per_finding_per_backend_linking_its_card(publ
             assert f"[{a.backend}]({p.parent.name}/REPORT.md)" in md[md.index("No finding:"):]
     assert sorted((b, anchor) for b, _, anchor in lines) == sorted(expected)
     assert len(re.findall(r'<li data-backend="[^"]+"><a href="[^"]+#finding-', html)) == len(expected)
+
+
+def test_svg_compaction_unwraps_only_groups_without_attributes() -> None:
+    from conformance.report.plots import _compact, _unwrap_bare_groups
+
+    svg = '<svg xmlns="http://www.w3.org/2000/svg"><g><g id="a"/><g style="x: 1"><g><path d="M 0 0"/></g></g></g></svg>'
+    assert _unwrap_bare_groups(svg) == ('<svg xmlns="http://www.w3.org/2000/svg"><g id="a"/><g style="x: 1">'
+                                        '<path d="M 0 0"/></g></svg>')
+    text = '<text style="font-size: 8.5px; fill: #374151" x="1" y="2" transform="rotate(-0 1 2)">a: b; c</text>'
+    assert _compact(text) == '<text style="font-size:8.5px;fill:#374151" x="1" y="2">a: b; c</text>'  # text kept

@@ -87,6 +87,8 @@ def test_the_reproducer_of_a_finding_prints_the_recorded_deviating_value(lib: st
         imports = set(re.findall(r"^import (\S+)", rp.text, re.M)) | set(re.findall(r"^from (\S+)", rp.text, re.M))
         assert imports <= {"numpy", "ml_dtypes", "torch", "jax", "jax.numpy"} and lib in {i.split(".")[0] for i in imports}
         record = _record_of(doc, rp.text)
+        assert record["case"] in rp.rerun and rp.what in ("minimal counterexample", "smallest failing case")
+        assert (rp.what == "minimal counterexample") == (fd.counterexample is not None)
         out = _run(rp.text, tmp_path)
         m = re.search(r"computed: (\S+) exact: (\S+)", out)
         assert m, out
@@ -128,3 +130,48 @@ def test_what_the_results_file_says_stays_in_comments(tmp_path: Path) -> None:
     html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert "```python\n# numpy-composed: " in md
     assert html.count('class="cmd reproducer" data-language="python"') == len(a.findings)
+
+
+@pytest.mark.parametrize("lib, target", [("torch", "impls.torch:TorchBackend"), ("jax", "impls.jax:JaxBackend")])
+def test_a_higher_order_reproducer_computes_that_kind_as_the_backend_does(lib: str, target: str,
+                                                                           tmp_path: Path) -> None:
+    """A jvp, vjp, hessian or hvp finding gets the library's transform of that kind, not a Jacobian (which
+    printed another number, or failed on the index of a Hessian): the printed component is the backend's own."""
+    pytest.importorskip(lib, reason=f"{lib} is needed to run its reproducer (CI installs it)")
+    import importlib
+
+    import numpy as np
+
+    from conformance.backend import Model, Quantity, Request
+    from conformance.cases.generate import generate_cases
+    from conformance.report.reproducer import reproducer
+    from conformance.spec import load_spec
+    from conformance.spec.shapes import concrete
+
+    spec = load_spec(None)
+    lay = spec.layouts["row"]
+    case = generate_cases(spec, "row", "float64", "benign", examples=1)[0]
+    idents = {i.kind: i for i in lay.identities if i.kind in ("jvp", "vjp", "hessian", "hvp")}
+    assert set(idents) == {"jvp", "vjp", "hessian", "hvp"}
+    module, attr = target.split(":")
+    backend = getattr(importlib.import_module(module), attr)()
+    model = Model(spec.name, lay.name, tuple(spec.inputs), tuple((d.name, d.expr) for d in lay.forward), lay.loss)
+    quantities = tuple(Quantity(i.id, i.kind, i.of, i.wrt, i.convention, i.expr, concrete(i.shape, case.sizes),
+                                i.direction) for i in idents.values())
+    answers = backend.evaluate(Request(model, "float64", dict(case.inputs), quantities, "cpu"))
+    scripts, expected = [], []
+    for ident in idents.values():
+        got = np.asarray(answers[ident.id])
+        index = [got.shape[0] - 1, got.shape[1] - 1]  # the last component: out of a Jacobian's range for a Hessian
+        record = {"quantity": ident.id, "worst_index": index, "worst_exact": 0.0,
+                  "worst_got": float(got[tuple(index)]), "status": "fail"}
+        rp = reproducer({"backend": {"source": "built-in", "name": lib, "description": ""}}, spec, case.to_json(),
+                        record, "r.json")
+        assert rp.language == "python", rp.text
+        scripts.append(rp.text)
+        expected.append((ident.id, float(got[tuple(index)])))
+    out = _run("\n".join(scripts), tmp_path)
+    printed = re.findall(r"^(\S+?)\[[\d, ]+\] computed: (\S+)", out, re.M)
+    assert [q for q, _ in printed] == [q for q, _ in expected], out
+    for (q, value), (_, want) in zip(printed, expected):
+        assert float(value) == pytest.approx(want, rel=1e-12, abs=1e-300), (q, out)

@@ -55,7 +55,7 @@ def test_the_default_run_leaves_the_wide_family_out(seed_spec):
     assert narrow.sha256 == seed_spec.sha256 and narrow.source == seed_spec.source
     a = generate_cases(narrow, "row", "float32", "benign", examples=1)
     b = generate_cases(seed_spec, "row", "float32", "benign", examples=1)
-    assert [c.id for c in a] == [c.id for c in b] and {c.family for c in a} == {"seed", "batch", "distinct", "square"}
+    assert [c.id for c in a] == [c.id for c in b] and {c.family for c in a} == set(narrow.families)
 
 
 def test_wide_cases_have_the_realistic_widths(seed_spec):
@@ -67,17 +67,20 @@ def test_wide_cases_have_the_realistic_widths(seed_spec):
     assert 0.05 < float(abs(case.inputs["W1"].astype("float64")).mean()) < 0.2
 
 
-def test_a_spec_of_wide_families_only_is_refused(seed_text):
+def test_a_spec_of_wide_families_only_is_refused(seed_spec, seed_text):
     text = seed_text
-    for fam in ("seed", "batch", "distinct", "square"):
+    for fam in [f for f in seed_spec.families if f != "wide"]:
         text = text.replace(f"  {fam}:\n    sizes:", f"  {fam}:\n    wide: true\n    sizes:", 1)
     with pytest.raises(SpecError, match="every shape family is wide"):
         load_spec_text(text)
 
 
-def _records(backend: str, dtypes: tuple[str, ...], spec) -> list:
+def _records(backend: str, dtypes: tuple[str, ...], spec, layouts: tuple[str, ...] = ("row",)) -> list:
+    """The wide records of ``backend``, but those of the kinds a hand-written first-order implementation declines
+    (forward mode, second order: "not supported, never asked")."""
     with Run(spec, backend, isolate=False, cache=_CACHE, cache_dir=None, oracle="flint") as run:
-        return [r for d in dtypes for r in run.group("row", d, "wide").records]
+        return [r for lay in layouts for d in dtypes for r in run.group(lay, d, "wide").records
+                if r.detail != "declined"]
 
 
 def test_16bit_accumulation_is_failed_at_width_and_correct_16bit_code_passes(seed_spec):
@@ -103,8 +106,9 @@ def test_16bit_accumulation_passes_the_default_families_of_the_benign_regime(see
     (benign inputs, every default family), so only the wide family shows it in float16."""
     narrow = seed_spec.without_wide()
     with Run(narrow, target("16bit-accumulation"), isolate=False, examples=1, cache_dir=None) as run:
-        records = run.group("row", "float16", "benign").records
-    assert records and all(r.status == PASS for r in records)
+        records = [r for r in run.group("row", "float16", "benign").records if r.detail != "declined"]
+    assert records and all(r.status == PASS for r in records), [(r.quantity, r.max_ratio) for r in records
+                                                                if r.status != PASS]
 
 
 def test_run_suite_selects_wide_tests_only_with_wide():
@@ -125,12 +129,13 @@ def _collect(*args: str, env: dict[str, str] | None = None) -> str:
     return out.stdout
 
 
-def test_the_pytest_option_and_its_environment_variable():
+def test_the_pytest_option_and_its_environment_variable(seed_spec):
+    expected = sum(1 for i in plan(seed_spec) if i.param.endswith("-wide"))
     default = _collect(env={"GRADCONFORM_WIDE": ""})
     assert "-wide]" not in default
     for given in (_collect("--gc-wide"), _collect(env={"GRADCONFORM_WIDE": "1"})):
         wide = [line for line in given.splitlines() if line.endswith("-wide]")]
-        assert len(wide) == 2 * 4 * 21, len(wide)  # layouts x dtypes x quantities with n > 1
+        assert len(wide) == expected >= 2 * 4 * 21, len(wide)  # layouts x dtypes x quantities with n > 1
         assert "test_identity[dL/dx-row-float16-wide]" in given
 
 
@@ -199,8 +204,7 @@ def test_a_wide_failure_reruns_with_the_option():
 def test_correct_implementations_pass_at_width(seed_spec, name):
     """Every correct implementation of tests/accuracy_backends.py (test_no_false_alarm's, on the default
     families) passes every quantity of the wide family in every layout and dtype."""
-    with Run(seed_spec, target(name), isolate=False, cache=_CACHE, cache_dir=None, oracle="flint") as run:
-        records = [r for lay in seed_spec.layouts for d in DTYPES for r in run.group(lay, d, "wide").records]
-    assert len(records) == 168
+    records = _records(target(name), DTYPES, seed_spec, tuple(seed_spec.layouts))
+    assert len(records) >= 168
     bad = [(r.quantity, r.layout, r.dtype, r.detail, r.max_ratio) for r in records if r.status != PASS]
     assert not bad, bad

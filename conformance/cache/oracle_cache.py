@@ -18,9 +18,9 @@ Entries are authenticated and checked on every read (:mod:`conformance.cache.sto
 a bad or forged one is recomputed and overwritten, and an audit fraction of the
 hits is re-derived and compared (:class:`~conformance.cache.store.CacheAuditError`
 on a difference). Failed evaluations (an oracle error) are not
-cached. Location: ``--oracle-cache DIR``, else ``$GRADCONFORM_CACHE``, else
-``.gradconform-cache/`` in the working directory; ``--oracle-cache off``
-disables it.
+cached. Location: ``--gc-oracle-cache DIR``, else ``$GRADCONFORM_CACHE``, else
+the user's cache directory (platformdirs, e.g. ``~/.cache/gradconform``; never
+the package's folder); ``--gc-oracle-cache off`` disables it.
 """
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hyp_seed
 
 from conformance.formats import get_format
-from conformance.spec.model import Spec
+from conformance.spec.model import DIRECTION_ROLES, Spec
 from conformance.cases.strategies import inputs_strategy
 
 __all__ = ["Case", "generate_cases", "cell_seed", "case_id", "case_strategy", "deterministic_generation",
@@ -88,8 +88,9 @@ def case_strategy(spec: Spec, layout: str, dtype: str, regime: str, family: str,
 
 
 def _degenerate(case: Case, labels: set[str]) -> bool:
-    """Every input but the labels is zero: hypothesis's simplest example, which hides most mistakes
-    (W1 = 0 makes W1 and W1.T equal); it is left out of the sweep."""
+    """Every input but the labels (and the tangents and cotangents, which the network does not see) is zero:
+    hypothesis's simplest example, which hides most mistakes (W1 = 0 makes W1 and W1.T equal); it is left out
+    of the sweep."""
     return all(not np.any(v) for k, v in case.inputs.items() if k not in labels)
 
 
@@ -170,6 +171,6 @@ def generate_cases(spec: Spec, layout: str, dtype: str, regime: str, *, seed: in
     for fam in spec.families_for(reg):
         for mag in reg.magnitudes:
             strategy = case_strategy(spec, layout, dtype, regime, fam.name, mag)
-            labels = {k for k, d in spec.inputs.items() if d.get("role") == "label"}
+            labels = {k for k, d in spec.inputs.items() if d.get("role") in {"label", *DIRECTION_ROLES}}
             cases.extend(_harvest(strategy, n, cell_seed(seed, spec.name, layout, dtype, regime, fam.name, mag), labels))
     return cases

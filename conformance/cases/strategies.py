@@ -22,6 +22,14 @@ generating), so shrinking, which turns flags to "zero", removes every entry a
 failure does not need: a shrunk counterexample shows the few numbers that
 matter, the rest exactly 0.
 
+Directions. Tangents and cotangents (inputs with role ``tangent`` or
+``cotangent``, the directions of jvp, vjp and hvp identities) take a
+``normal``, ``uniform`` or ``constant`` generator like the others, but are
+drawn from a numpy generator seeded by the case's other inputs, not by
+hypothesis: the network's inputs are then exactly those a spec without
+directions draws, so adding forward-mode or second-order identities changes
+no first-order case.
+
 Generators (the vocabulary of ``regimes.*.inputs`` in a spec file):
 
 ``normal: s``      s * N(0, 1)
@@ -48,9 +56,9 @@ from hypothesis import strategies as st
 
 from conformance.formats import FloatFormat, get_format
 from conformance.spec.shapes import concrete, vector_length
-from conformance.spec.model import Generator, Layout, Regime, ShapeFamily
+from conformance.spec.model import DIRECTION_ROLES, Generator, Layout, Regime, ShapeFamily
 
-__all__ = ["inputs_strategy", "label_quantum_bits"]
+__all__ = ["inputs_strategy", "label_quantum_bits", "DIRECTION_ROLES"]
 
 _SEED = st.integers(0, 2**63 - 1)
 #: keep (True) or zero (False) one entry; sampled_from shrinks to its first element, so shrinking zeroes
@@ -156,7 +164,10 @@ def _draw_inputs(draw: Any, layout: Layout, input_roles: Mapping[str, Mapping[st
 
     out: dict[str, np.ndarray] = {}
     kept: list[int] = []  # kept entries per masked input
+    directions = [n for n, info in input_roles.items() if info.get("role") in DIRECTION_ROLES]
     for name in input_roles:
+        if name in directions:
+            continue
         gen = regime.generator_for(name)
         shape = shapes[name]
         size = shape[0] * shape[1]
@@ -197,4 +208,33 @@ def _draw_inputs(draw: Any, layout: Layout, input_roles: Mapping[str, Mapping[st
     # hypothesis's simplest example zeroes every continuous entry (x = W = 0: W1 and W1.T then coincide, and
     # most mistakes are invisible); such a case is not drawn, and shrinking stops one entry short of it
     assume(not kept or sum(kept) > 0)
+    out.update(_directions(out, directions, shapes, fmt, regime, family, magnitude, dtype))
+    return out
+
+
+def _directions(network: Mapping[str, np.ndarray], names: list[str], shapes: Mapping[str, tuple[int, int]],
+                fmt: FloatFormat, regime: Regime, family: ShapeFamily, magnitude: float | None,
+                dtype: str) -> dict[str, np.ndarray]:
+    """The tangents and cotangents of a case, drawn outside hypothesis from a generator seeded by the network's
+    inputs: hypothesis draws exactly what it drew before they existed, so the network's inputs, and with them
+    every first-order result, are those of a spec without directions; and a shrunk network still comes with
+    a generic (nonzero) direction."""
+    digest = zlib.crc32(b"".join(np.ascontiguousarray(network[k]).tobytes() for k in sorted(network)))
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        gen = regime.generator_for(name)
+        shape = shapes[name]
+        size = shape[0] * shape[1]
+        salt = [zlib.crc32(repr(part).encode()) for part in (name, dtype, regime.name, family.name, magnitude)]
+        rng = np.random.default_rng([digest] + salt)
+        if gen.kind == "normal":
+            values = rng.standard_normal(size) * float(gen.resolve(magnitude) or 1.0)
+        elif gen.kind == "uniform":
+            values = rng.uniform(gen.low, gen.high, size)
+        elif gen.kind == "constant":
+            values = np.full(size, float(gen.resolve(magnitude) or 0.0))
+        else:
+            raise ValueError(f"regime {regime.name!r}: the direction {name!r} takes a normal, uniform or constant "
+                             f"generator, not {gen.kind!r}")
+        out[name] = _round(values, shape, fmt)
     return out

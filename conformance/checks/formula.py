@@ -46,7 +46,7 @@ from conformance.judge.diagnose import _exact_tolerance
 from conformance.oracle import evaluate as oracle
 from conformance.oracle.arith import iv_mid_float
 from conformance.oracle.ivalues import IntervalEnv, precision
-from conformance.spec.model import ShapeFamily
+from conformance.spec.model import DIRECTION_ROLE, DIRECTION_ROLES, ShapeFamily
 from conformance.spec.parse import parse_expr
 
 __all__ = ["check", "CheckResult", "CheckError", "add_check_arguments", "main_check"]
@@ -169,12 +169,16 @@ def _fmt_matrix(rows: list[list[float]]) -> str:
 # --------------------------------------------------------------------------- the check
 
 def check(expr: str, *, wrt: str, of: str | None = None, layout: str = "row", spec: str | Path | Spec | None = None,
-          cases: int = 3, seed: int = 0, shrink: bool = True) -> CheckResult:
+          cases: int = 3, seed: int = 0, shrink: bool = True, kind: str | None = None,
+          along: str | None = None) -> CheckResult:
     """Check a candidate closed form for d(of)/d(wrt) (``of`` defaults to the layout's loss).
 
     A gradient when ``of`` is a scalar, else a Jacobian in the layout's
-    convention, for one sample. Raises :class:`CheckError` for a question that
-    cannot be asked (unknown layout or name, syntax outside the language).
+    convention, for one sample. ``kind`` asks for a directional or second-order
+    derivative instead: ``jvp`` / ``hvp`` along the tangent input ``along``,
+    ``vjp`` with the cotangent input ``along``, ``hessian`` (of a scalar, for one
+    sample). Raises :class:`CheckError` for a question that cannot be asked
+    (unknown layout or name, syntax outside the language).
     """
     sp = spec if isinstance(spec, Spec) else load_spec(spec)
     sp = sp.without_wide()  # a formula is checked in the default families (the wide ones are slow)
@@ -191,7 +195,15 @@ def check(expr: str, *, wrt: str, of: str | None = None, layout: str = "row", sp
         cand = parse_expr(expr, names=lay.value_shapes, key="candidate")
     except SpecError as exc:
         raise CheckError(exc.detail) from None
-    ident, assumptions = _target(sp, lay, of, wrt)
+    if along is not None and kind not in DIRECTION_ROLE:
+        raise CheckError(f"--along names the tangent or cotangent of a jvp, vjp or hvp; a "
+                         f"{kind or 'gradient or Jacobian'} takes none: drop --along or give --kind jvp, vjp or hvp")
+    ident, assumptions = _target(sp, lay, of, wrt) if kind in (None, "gradient", "jacobian") else \
+        _higher_order_target(sp, lay, of, wrt, kind, along)
+    if kind in ("gradient", "jacobian") and ident.kind != kind:  # the shapes decide; a contrary --kind is a mistake
+        raise CheckError(f"--kind {kind}: d{of}/d{wrt} is a {ident.kind} ({of} is "
+                         f"{format_shape(lay.value_shapes[of])}; a gradient is of a scalar, a Jacobian of a vector): "
+                         f"give --kind {ident.kind} or leave --kind out")
     ref = next((i for i in lay.identities if i.quantity == ident.quantity and not i.when), None) or \
         next((i for i in lay.identities if i.quantity == ident.quantity), None)
     ref_text = f"{ref.id} = {to_text(ref.expr)}" if ref is not None else None
@@ -264,6 +276,47 @@ def _target(spec: Spec, lay: Layout, of: str, wrt: str) -> tuple[Identity, tuple
                     expr=None, text="", shape=shape, requires=requires, when=when), assumptions  # type: ignore[arg-type]
 
 
+def _higher_order_target(spec: Spec, lay: Layout, of: str, wrt: str, kind: str,
+                         along: str | None) -> tuple[Identity, tuple[str, ...]]:
+    """The derivative a ``jvp``, ``vjp``, ``hessian`` or ``hvp`` candidate claims (docs/backends.md, "Quantity
+    kinds"); the same rules as the spec loader's."""
+    shapes = lay.value_shapes
+    requires = tuple(lay.preconditions)
+    assumptions = tuple(f"{p.description or p.name} ({p.name})" for p in lay.preconditions.values())
+    if kind not in ("jvp", "vjp", "hessian", "hvp"):
+        raise CheckError(f"unknown --kind {kind!r}; known: gradient, jacobian, jvp, vjp, hessian, hvp")
+    role = DIRECTION_ROLE.get(kind)
+    if role is not None:
+        choices = [n for n, info in spec.inputs.items() if info.get("role") == role
+                   and tuple(lay.shapes[n]) == tuple(shapes[of if kind == "vjp" else wrt])]
+        if along is None:
+            raise CheckError(f"a {kind} needs --along, the {role} input it is taken along"
+                             + (f" (here: {', '.join(choices)})" if choices else ""))
+        if spec.inputs.get(along, {}).get("role") != role or along not in choices:
+            raise CheckError(f"--along {along!r} is not a {role} input with the shape of "
+                             f"{of if kind == 'vjp' else wrt}" + (f"; use one of: {', '.join(choices)}" if choices
+                                                                  else f"; the spec declares none"))
+        assumptions = assumptions + (f"{'cotangent' if kind == 'vjp' else 'tangent'} {along}",)
+    if kind in ("hessian", "hvp") and tuple(shapes[of]) != (1, 1):
+        raise CheckError(f"a {kind} is of a scalar; {of} is {format_shape(shapes[of])}")
+    when: dict[str, int] = {}
+    if kind == "hessian":
+        sample = _sample_dim(spec, lay)
+        when = {sample: 1} if sample else {}
+        k = vector_length(substitute(shapes[wrt], when))
+        if k is None:
+            raise CheckError(f"a Hessian is taken with respect to a vector; {wrt} is "
+                             f"{format_shape(substitute(shapes[wrt], when))} even for one sample")
+        shape = (k, k)
+        assumptions = assumptions + (f"one sample ({sample} = 1)",)
+    else:
+        shape = tuple(shapes[of] if kind == "jvp" else shapes[wrt])
+    ident = Identity(id=f"d{of}/d{wrt}.{kind}", layout=lay.name, kind=kind, of=of, wrt=wrt, convention=None,
+                     expr=None, text="", shape=shape, requires=requires, when=when,  # type: ignore[arg-type]
+                     direction=along if role is not None else None)
+    return ident, assumptions
+
+
 def _with_when(ident: Identity, when: Mapping[str, int]) -> Identity:
     from dataclasses import replace
 
@@ -299,8 +352,9 @@ def _value_check(spec: Spec, lay: Layout, ident: Identity, cand: Expr, families:
     pinned = {k: substitute(s, ident.when) for k, s in lay.value_shapes.items()}
     n = 0
     used: list[str] = []
+    model_inputs = [s for k, s in lay.shapes.items() if spec.inputs[k].get("role") not in DIRECTION_ROLES]
     for fam in sorted(families, key=lambda f: sum(concrete(s, f.sizes)[0] * concrete(s, f.sizes)[1]
-                                                  for s in lay.shapes.values())):
+                                                  for s in model_inputs)):  # the smallest network first
         if try_shape(cand, concrete_shapes(pinned, fam.sizes)) != concrete(ident.shape, fam.sizes):
             continue
         used.append(fam.name)
@@ -324,7 +378,10 @@ def _counterexample(spec: Spec, lay: Layout, ident: Identity, cand: Expr, fam: A
             if case is not None:
                 inputs = case.inputs
                 v = oracle.verify_identity(lay, ident, inputs, fam.sizes, expr=cand)
-    return Counterexample(fam.name, {k: np.asarray(a, dtype=np.float64).tolist() for k, a in inputs.items()},
+    # directions (tangents, cotangents) matter only to the quantity that is taken along one: show just that one
+    shown = {k: a for k, a in inputs.items()
+             if spec.inputs[k].get("role") not in DIRECTION_ROLES or k == ident.direction}
+    return Counterexample(fam.name, {k: np.asarray(a, dtype=np.float64).tolist() for k, a in shown.items()},
                           tuple(v.worst_index or ()), float(v.identity_value), float(v.derivative_value))
 
 
@@ -378,7 +435,7 @@ def _diagnose_value(spec: Spec, lay: Layout, ident: Identity, cand: Expr, famili
         got = env.approx(cand)
         with precision(env.bits):
             exact = iv_mid_float(oracle.derivative(lay, inputs, kind=ident.kind, of=ident.of, wrt=ident.wrt,
-                                                   convention=ident.convention))
+                                                   convention=ident.convention, direction=ident.direction))
         if got is None:
             continue
         got = np.broadcast_to(got, exact.shape) if got.shape != exact.shape and got.shape != exact.shape[::-1] \
@@ -398,6 +455,9 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("expr", help="the candidate formula, in the spec's math language (quote it)")
     p.add_argument("--wrt", required=True, help="the variable: an input (x, W1...) or a forward value (a, h...)")
     p.add_argument("--of", default=None, help="what is differentiated (default: the loss; a vector for a Jacobian)")
+    p.add_argument("--kind", default=None, choices=["gradient", "jacobian", "jvp", "vjp", "hessian", "hvp"],
+                   help="a directional or second-order derivative (default: a gradient of a scalar, else a Jacobian)")
+    p.add_argument("--along", default=None, help="the tangent (jvp, hvp) or cotangent (vjp) input, e.g. v_x")
     p.add_argument("--layout", default="row", help="row (samples are rows) or column (default: row)")
     p.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
     p.add_argument("--cases", type=int, default=3, help="generic cases per shape family (default 3)")
@@ -411,7 +471,7 @@ def main_check(args: argparse.Namespace) -> int:
 
     try:
         result = check(args.expr, wrt=args.wrt, of=args.of, layout=args.layout, spec=args.spec, cases=args.cases,
-                       seed=args.seed, shrink=not args.no_shrink)
+                       seed=args.seed, shrink=not args.no_shrink, kind=args.kind, along=args.along)
     except GradconformError as exc:
         print(f"gradconform check: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,15 @@ Two questions, for every identity of every layout:
    the claim (the value equals its transpose on generic inputs in every
    family where the identity is tested) before accepting it.
 
+A reduction over the batch (the bias gradient ``sum(dL/da, axis=0)``) has one
+more confusion: the sum over the *other* axis, over the features, transposed
+to the result's shape. Shapes tell it apart only where the batch differs from
+that width, and a backend that writes it so that shapes fit (a reshape) is
+then caught by an exception, not by the check; so for this confusion lint
+requires a family where it fits, with the batch equal to the width, and where
+it differs in value on generic inputs (verdict ``value``); otherwise it is
+``indiscriminable`` ("add a family with n = d_out").
+
 Negative identities (known-wrong formulas) are shape-checked per family: lint
 says where each is refuted by shape and where the suite must refute it by
 value (``test_negative_identity`` does).
@@ -37,12 +46,13 @@ from typing import Any, Mapping, Sequence
 
 from conformance.cases.generic import generic_inputs
 from conformance.checks.negative import families_for
-from conformance.errors import ShapeError, SpecError
-from conformance.expr import Expr, free_names, to_text
+from conformance.errors import OracleError, ShapeError, SpecError
+from conformance.expr import Call, Expr, Transpose, free_names, to_text
 from conformance.oracle.ivalues import IntervalEnv, first_difference
 from conformance.spec import Identity, Layout, ShapeFamily, Spec, load_spec
 from conformance.spec.loader import parse_spec_data, raw_layout_pass
 from conformance.spec.parse import parse_expr
+from conformance.spec.yaml_safe import check_size
 from conformance.spec.shapes import (Shape, concrete, concrete_shapes, format_shape, infer_all, replace_at, substitute,
                                      suggest_fixes, toggle_transpose, transpose_candidates, try_shape)
 
@@ -60,7 +70,7 @@ class Finding:
     """One message of lint. ``severity`` is ``error`` (lint fails) or ``note``."""
 
     severity: str
-    code: str  # load | shape | indiscriminable | symmetric | untestable | negative
+    code: str  # load | shape | indiscriminable | symmetric | untestable | negative | evaluate
     where: str  # "file: key"
     message: str
     trace: tuple[tuple[str, str], ...] = ()
@@ -159,7 +169,10 @@ def lint(path: str | Path) -> LintReport:
         findings = [_finding_from(exc, "load" if not isinstance(exc, ShapeError) else "shape", p)]
         findings += [f for f in _raw_shape_pass(Path(path)) if f.message != findings[0].message]
         return LintReport(p, tuple(_dedupe(findings)))
-    return lint_spec(spec)
+    try:
+        return lint_spec(spec)
+    except OracleError as exc:  # a forward definition outside its domain (b1 / 0) or beyond every range
+        return LintReport(p, (Finding(ERROR, "evaluate", p, str(exc)),))
 
 
 def lint_spec(spec: Spec) -> LintReport:
@@ -193,6 +206,11 @@ def lint_spec(spec: Spec) -> LintReport:
                     findings.append(Finding(ERROR, "indiscriminable", where, d.detail))
                 elif d.verdict == "symmetric_false":
                     findings.append(Finding(ERROR, "symmetric", where, d.detail))
+            for conf_name, conf_expr in _axis_confusions(ident.expr):
+                d = _discriminate_axis(layout, ident, families, conf_name, conf_expr, evaluator)
+                discs.append(d)
+                if d.verdict == "indiscriminable":
+                    findings.append(Finding(ERROR, "indiscriminable", where, d.detail))
     negs = [_negative_shapes(spec, i, n) for i, n in enumerate(spec.negative_identities)]
     for i, (neg, ns) in enumerate(zip(spec.negative_identities, negs)):
         where = f"{spec.path}: negative_identities[{i}] ({neg.id})"
@@ -237,6 +255,59 @@ def _confusions(spec: Spec, layout: Layout, ident: Identity) -> list[tuple[str, 
         new = toggle_transpose(node)
         add(f"{to_text(new)} in place of {to_text(node)}", replace_at(ident.expr, path, new))
     return out
+
+
+_REDUCTIONS = ("sum", "mean")
+
+
+def _axis_confusions(expr: Expr) -> list[tuple[str, Expr]]:
+    """For each sum or mean along one axis: the formula with that reduction over the other axis, transposed (the
+    shape the result would have where the two widths are equal)."""
+    out = []
+    for path, node in _reduction_nodes(expr):
+        other = Call(node.fn, node.args, 1 - node.axis)
+        out.append((f"{node.fn} over axis {1 - node.axis} in place of axis {node.axis}, transposed to fit",
+                    replace_at(expr, path, Transpose(other))))
+    return out
+
+
+def _reduction_nodes(expr: Expr, path: tuple[int, ...] = ()) -> list[tuple[tuple[int, ...], Call]]:
+    out: list[tuple[tuple[int, ...], Call]] = []
+    if isinstance(expr, Call) and expr.fn in _REDUCTIONS and expr.axis in (0, 1) and len(expr.args) == 1:
+        out.append((path, expr))
+    for i, child in enumerate(expr.children()):
+        out.extend(_reduction_nodes(child, path + (i,)))
+    return out
+
+
+def _discriminate_axis(layout: Layout, ident: Identity, families: Sequence[ShapeFamily], conf_name: str,
+                       conf: Expr, evaluator: Any) -> Discrimination:
+    """By value only: a family where the reduction over the other axis fits the result's shape and differs."""
+    formula = to_text(conf)
+    pinned = {k: substitute(s, ident.when) for k, s in layout.value_shapes.items()}
+    base = dict(layout=layout.name, identity=ident.id, confusion=conf_name, formula=formula)
+    fitting = []
+    for fam in families:
+        if try_shape(conf, concrete_shapes(pinned, fam.sizes)) != concrete(ident.shape, fam.sizes):
+            continue
+        fitting.append(fam.name)
+        ev = evaluator(layout, fam)
+        a, b = ev.value(ident.expr), ev.value(conf)
+        diff = first_difference(a, b) if a is not None and b is not None else None
+        if diff is not None:
+            idx, va, vb = diff
+            return Discrimination(**base, verdict="value", family=fam.name,
+                                  detail=f"component {idx}: {va:.6g} vs {vb:.6g} on generic inputs ({_sizes(fam)})")
+    fams = ", ".join(f.name for f in families)
+    if not fitting:
+        return Discrimination(**base, verdict="indiscriminable",
+                              detail=f"no shape family where the identity is tested ({fams}) has the two dimensions "
+                                     f"of the reduced operand equal (the batch and a width), so a backend that "
+                                     f"reduces over the wrong axis and reshapes ({formula}) is caught only by a shape "
+                                     f"error or an exception; add a shape family with those two dimensions equal")
+    return Discrimination(**base, verdict="indiscriminable",
+                          detail=f"conformable in {', '.join(fitting)} but equal on generic inputs there: no test "
+                                 f"can tell the reduction over the batch from the one over the features")
 
 
 def _names(e: Expr) -> set[str]:
@@ -383,6 +454,7 @@ def _raw_shape_pass(path: Path) -> list[Finding]:
     """
     file = str(path)
     try:
+        check_size(path.stat().st_size, file)  # a file the loader refused for its size is not read again
         data = parse_spec_data(path.read_text(encoding="utf-8"), file)
     except (OSError, UnicodeDecodeError, SpecError):
         return []

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from conformance import expr as expr_module
-from conformance.backend import Model, NotSupported, Quantity, Request, numpy_dtype
+from conformance.backend import FIRST_ORDER_KINDS, Model, NotSupported, Quantity, Request, numpy_dtype
 
 __all__ = ["BackendInfo", "Reply", "ProtocolError", "MESSAGE_LIMIT", "MAX_FRAME_BYTES", "FRAME", "cap_message",
            "versions_dict", "VERSION_LIMIT",
@@ -69,6 +69,8 @@ class BackendInfo:
     versions: Mapping[str, str] = field(default_factory=dict)
     dtypes: tuple[str, ...] = ()
     devices: tuple[str, ...] = ("cpu",)
+    #: the quantity kinds the backend computes (contract 1.1; a 1.0 backend: value, gradient, jacobian)
+    kinds: tuple[str, ...] = tuple(sorted(FIRST_ORDER_KINDS))
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,7 @@ def decode_reply(header: Mapping[str, Any], payload: memoryview) -> Reply:
 def encode_info(info: BackendInfo) -> bytes:
     return frame({"name": info.name, "available": info.available, "reason": cap_message(info.reason),
                   "description": cap_message(info.description), "versions": dict(info.versions),
-                  "dtypes": list(info.dtypes), "devices": list(info.devices)})
+                  "dtypes": list(info.dtypes), "devices": list(info.devices), "kinds": list(info.kinds)})
 
 
 def _strings(v: Any, what: str) -> tuple[str, ...]:
@@ -332,4 +334,5 @@ def decode_info(header: Mapping[str, Any], target: str, source: str) -> BackendI
         raise ProtocolError("the backend's reason or description is not a string")
     return BackendInfo(cap_message(name, 200), target, source, available, cap_message(texts[0]),
                        cap_message(texts[1]), {cap_message(k, 200): cap_message(v, 200) for k, v in versions.items()},
-                       _strings(header.get("dtypes"), "dtypes"), _strings(header.get("devices"), "devices"))
+                       _strings(header.get("dtypes"), "dtypes"), _strings(header.get("devices"), "devices"),
+                       _strings(header.get("kinds", sorted(FIRST_ORDER_KINDS)), "kinds"))

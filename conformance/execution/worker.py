@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import NotSupported, Request
+from conformance.backend import FIRST_ORDER_KINDS, NotSupported, Request
 from conformance.execution.registry import BackendLoadError, BackendRef, load
 from conformance.execution.wire import (FRAME, MAX_FRAME_BYTES, BackendInfo, ProtocolError, Reply, cap_message,
                                         versions_dict,
@@ -65,6 +65,8 @@ def _describe(ref: BackendRef) -> tuple[Any, BackendInfo]:
             versions=versions_dict(versions),
             dtypes=tuple(sorted(str(d) for d in backend.dtypes())) if hasattr(backend, "dtypes") else (),
             devices=tuple(str(d) for d in backend.devices()) if hasattr(backend, "devices") else ("cpu",),
+            kinds=tuple(sorted(str(k) for k in backend.quantity_kinds())) if hasattr(backend, "quantity_kinds")
+            else tuple(sorted(FIRST_ORDER_KINDS)),
         )
     except Exception as exc:
         return unavailable(f"backend {ref.name!r} failed to describe itself: {type(exc).__name__}: {exc}")

@@ -16,7 +16,7 @@ Two different questions, both answered for every component:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from conformance.statuses import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, STAT
 
 __all__ = [
     "PASS", "FAIL", "ERROR", "NOT_SUPPORTED", "CRASHED", "TIMED_OUT", "STATUSES",
-    "Comparison", "compare", "ULP_BUCKETS", "ulp_bucket_labels",
+    "Comparison", "compare", "compare_many", "ULP_BUCKETS", "ulp_bucket_labels",
 ]
 
 
@@ -157,3 +157,118 @@ def compare(got: Any, exact: Exact, bound: np.ndarray, *, dtype: str, expected_s
                  f"{common['worst_allowed']:.3g} (ratio {common['max_ratio']:.3g})"),
         **common,
     )
+
+
+def _regular(got: Any, exact: Exact, bound: Any, expected_shape: tuple[int, int], fmt: Any) -> bool:
+    """Whether ``got`` takes the stacked path: an array of the right shape and dtype, with at least one component,
+    whose exact value has its shape and whose bound broadcasts to it (anything else goes through :func:`compare`,
+    which says what is wrong)."""
+    return (isinstance(got, np.ndarray) and got.shape == tuple(expected_shape) and got.dtype == fmt.dtype
+            and got.size > 0 and np.shape(exact.hi) == got.shape and np.shape(exact.lo) == got.shape
+            and np.broadcast_shapes(np.shape(bound), got.shape) == got.shape)
+
+
+def compare_many(items: Sequence[tuple[Any, Exact, np.ndarray, tuple[int, int]]], *, dtype: str,
+                 safety_factor: float) -> list[Comparison]:
+    """:func:`compare` of each ``(got, exact, bound, expected_shape)``, all in one dtype, with the componentwise
+    work done once over the components of all of them stacked (one numpy pass instead of one per quantity: on
+    the suite's small arrays the per-call overhead is most of the cost). The same numbers as :func:`compare`,
+    bit for bit: every componentwise formula is the same, and each reduction (max, argmax, median, counts,
+    histogram) is taken over each item's own components (``tests/test_compare_many.py``)."""
+    fmt = get_format(dtype)
+    out: list[Comparison | None] = [None] * len(items)
+    stacked = []
+    for k, (got, exact, bound, shape) in enumerate(items):
+        if _regular(got, exact, bound, shape, fmt):
+            stacked.append(k)
+        else:
+            out[k] = compare(got, exact, bound, dtype=dtype, expected_shape=shape, safety_factor=safety_factor)
+    if stacked:
+        for k, c in zip(stacked, _stacked([items[k] for k in stacked], fmt, safety_factor)):
+            out[k] = c
+    return [c for c in out if c is not None]
+
+
+def _stacked(items: Sequence[tuple[Any, Exact, np.ndarray, tuple[int, int]]], fmt: Any,
+             safety_factor: float) -> list[Comparison]:
+    """The comparisons of regular items (see :func:`_regular`), the componentwise part stacked."""
+    sizes = [int(got.size) for got, _, _, _ in items]
+    ends = np.cumsum(sizes)
+    starts = ends - np.asarray(sizes)
+    got_all = np.concatenate([got.reshape(-1) for got, _, _, _ in items])
+    hi = np.concatenate([np.asarray(e.hi, dtype=np.float64).reshape(-1) for _, e, _, _ in items])
+    lo = np.concatenate([np.asarray(e.lo, dtype=np.float64).reshape(-1) for _, e, _, _ in items])
+    bound = np.concatenate([np.broadcast_to(b, got.shape).reshape(-1) for got, _, b, _ in items])
+    g = got_all.astype(np.float64)
+    ref = round_hilo(hi, lo, fmt)
+    ref64 = ref.astype(np.float64)
+    with np.errstate(all="ignore"):
+        allowed = safety_factor * bound + fmt.eta
+        same_inf = np.isinf(g) & np.isinf(ref64) & (np.sign(g) == np.sign(ref64))
+        err = np.where(same_inf, 0.0, np.abs((g - hi) - lo))
+        err = np.where(np.isnan(g), np.inf, err)
+        ratio = np.where(err == 0, 0.0, err / allowed)
+        rel = np.where(err == 0, 0.0, err / np.abs(hi))
+    ulps = ulp_distance(got_all, ref, fmt)
+    nonfinite = ~np.isfinite(g) & ~same_inf
+    flat_ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    covered = bound >= np.abs(hi)
+    covered_zero = covered & (hi == 0) & (bound == 0)
+    beyond = err > allowed
+    seg = np.repeat(np.arange(len(items)), sizes)
+    max_ratio = np.maximum.reduceat(flat_ratio, starts)
+    max_err = np.maximum.reduceat(err, starts)
+    max_rel = np.maximum.reduceat(rel, starts)
+    max_ulp = np.maximum.reduceat(ulps, starts)
+    n_covered = np.add.reduceat(covered.astype(np.int64), starts)
+    n_covered_zero = np.add.reduceat(covered_zero.astype(np.int64), starts)
+    n_nonfinite = np.add.reduceat(nonfinite.astype(np.int64), starts)
+    n_beyond = np.add.reduceat(beyond.astype(np.int64), starts)
+    hist = _stacked_hist(ulps, seg, len(items))
+    results = []
+    for k, (got, _, _, _) in enumerate(items):
+        a, b = int(starts[k]), int(ends[k])
+        shape = got.shape
+        flat_worst = a + int(np.argmax(flat_ratio[a:b]))
+        worst = np.unravel_index(flat_worst - a, shape)
+        common: dict[str, Any] = dict(
+            components=b - a,
+            max_ratio=_f(max_ratio[k]), max_abs_err=_f(max_err[k]), max_rel_err=_f(max_rel[k]),
+            max_ulp=_f(max_ulp[k]), median_ulp=_median(ulps[a:b]),
+            worst_index=tuple(int(i) for i in worst),
+            worst_got=_f(g[flat_worst]), worst_exact=_f(hi[flat_worst]), worst_bound=_f(bound[flat_worst]),
+            worst_allowed=_f(allowed[flat_worst]),
+            uninformative=max(int(n_covered[k] - n_covered_zero[k]), 0),
+            ulp_hist=hist[k],
+        )
+        if n_nonfinite[k]:
+            first = a + int(np.argmax(nonfinite[a:b]))
+            idx = tuple(int(i) for i in np.unravel_index(first - a, shape))
+            gv = g[first]
+            results.append(Comparison(
+                status=FAIL, detail="nonfinite",
+                message=f"{int(n_nonfinite[k])} non-finite component(s) where the exact value is finite, "
+                        f"first at {idx}: {gv!r} (exact {hi[first]:.6g})", **common))
+        elif not n_beyond[k]:
+            results.append(Comparison(status=PASS, **common))
+        else:
+            w = common["worst_index"]
+            results.append(Comparison(
+                status=FAIL, detail="out_of_bound",
+                message=(f"{int(n_beyond[k])} of {b - a} component(s) beyond the bound; worst at {w}: got "
+                         f"{common['worst_got']:.17g}, exact {common['worst_exact']:.17g}, |error| "
+                         f"{common['max_abs_err']:.3g} > allowed {common['worst_allowed']:.3g} "
+                         f"(ratio {common['max_ratio']:.3g})"),
+                **common))
+    return results
+
+
+def _stacked_hist(ulps: np.ndarray, seg: np.ndarray, n: int) -> list[tuple[int, ...]]:
+    """:func:`_hist` of each segment, from one bincount over (segment, bucket)."""
+    v = np.asarray(ulps, dtype=np.float64)
+    finite = np.isfinite(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.where(v > 0, np.floor(np.log2(np.where(v > 0, v, 1.0))) + 1, 0.0)
+    b = np.where(finite, np.minimum(b, 32), ULP_BUCKETS - 1).astype(np.int64)
+    counts = np.bincount(seg * ULP_BUCKETS + b, minlength=n * ULP_BUCKETS).reshape(n, ULP_BUCKETS)
+    return [tuple(int(c) for c in row) for row in counts]

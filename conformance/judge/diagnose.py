@@ -157,6 +157,13 @@ class CaseDiagnoser:
             if not _distinguishable(cand.value, e, allowed, cand.tolerance):
                 continue
             if _matches(g, cand.value, cand.tolerance):
+                if cand.kind == "missing_term" and self.mode == "backend":
+                    # a term below a narrower format's resolution (h - h*h = 0 once sigmoid saturates in float32)
+                    # is lost to rounding, not forgotten: if the whole formula in that format explains the result,
+                    # that is the diagnosis
+                    narrower = self._lower_precision(quantity, expr, g, identity)
+                    if narrower is not None:
+                        return narrower
                 return Diagnosis(cand.kind, cand.message, cand.evidence)
         if self.mode == "backend":
             # a downcast first: its signature (every component a number of the narrower dtype) is the stronger
@@ -286,13 +293,16 @@ class CaseDiagnoser:
         tail = "negative" if book.tail_sign < 0 else "positive"
         where = f" in regime {self.regime}" if self.regime else ""
         lo, hi = m.argument_range
+        others = [b.formula.replace("X", "a") for b in m.alternatives]
+        also = f" (or {' or '.join(others)}: the bounds cannot tell them apart on this case)" if others else ""
         return Diagnosis("less_accurate_formula",
                          f"{book.primitive} evaluated by the less accurate textbook formula "
-                         f"{book.formula.replace('X', 'a')}: it breaks in the {tail} tail of its argument "
+                         f"{book.formula.replace('X', 'a')}{also}: it breaks in the {tail} tail of its argument "
                          f"(here a from {lo:.3g} to {hi:.3g}{where}), where {book.why}; the result is within that "
                          f"formula's error bound, not within {book.primitive}'s. Use a formula accurate in both "
                          f"tails (e.g. exp(-|a|) / (1 + exp(-|a|)) for a < 0) or the library's own {book.primitive}",
-                         {"primitive": book.primitive, "formula": book.formula.replace("X", "a"), "tail": tail,
+                         {"primitive": book.primitive, "formula": book.formula.replace("X", "a"), "alternatives": others,
+                          "tail": tail,
                           "regime": self.regime, "argument_min": lo, "argument_max": hi, "failing": m.failing})
 
     def _lower_precision(self, quantity: str, expr: Expr, g: np.ndarray, identity: Identity | None) -> Diagnosis | None:

@@ -63,6 +63,9 @@ class TextbookMatch:
     textbook: Textbook
     argument_range: tuple[float, float]  # (min, max) over the case of the primitive's argument
     failing: int
+    #: the other formulas of the primitive whose bound explains the result as well: the bounds cannot tell them
+    #: from ``textbook`` on this case (1 - sigmoid(-a) and the tanh formula both round to 0 deep in the tail)
+    alternatives: tuple[Textbook, ...] = ()
 
 
 def _rewrite(expr: Expr, textbook: Textbook) -> Expr:
@@ -99,6 +102,7 @@ def textbook_match(spec: Spec, layout: Layout, inputs: Mapping[str, np.ndarray],
         args = _uses(layout, expr, primitive)
         if not args:
             continue
+        found: list[TextbookMatch] = []
         for book in books:
             target = _rewrite(expr, book)  # the quantity itself may call the primitive (the forward value h)
             try:
@@ -120,5 +124,7 @@ def textbook_match(spec: Spec, layout: Layout, inputs: Mapping[str, np.ndarray],
                 rng = (float(vals.min()), float(vals.max())) if vals is not None and vals.size else (0.0, 0.0)
                 if (book.tail_sign < 0 and rng[0] >= 0) or (book.tail_sign > 0 and rng[1] <= 0):
                     continue  # the case never reaches the tail where the formula is worse
-                return TextbookMatch(book, rng, int(failing.sum()))
+                found.append(TextbookMatch(book, rng, int(failing.sum())))
+        if found:  # the first in TEXTBOOK order, naming the others that fit as well (never a guess between them)
+            return replace(found[0], alternatives=tuple(m.textbook for m in found[1:]))
     return None

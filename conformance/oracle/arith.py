@@ -95,18 +95,32 @@ def _iv_log(x: Any) -> Any:
     return iv.log(x)
 
 
+#: the largest magnitude whose exponential the oracle takes (beyond float64's range: exp of anything larger is
+#: 0 or an overflow in every format, and computing it exactly needs memory in proportion to the magnitude;
+#: ``exp(exp(exp(x)))`` would need gigabytes)
+MAX_EXP_ARGUMENT = mpmath.mpf(2) ** 1024
+
+
+def _iv_exp(x: Any) -> Any:
+    for end in endpoints(x):
+        if mpmath.isfinite(end) and abs(end) > MAX_EXP_ARGUMENT:
+            raise DomainError(f"exp of a value beyond 2**1024 in magnitude ({mpmath.nstr(end, 3)}), outside the "
+                              "range of every float format; the oracle does not evaluate it")
+    return iv.exp(x)
+
+
 def _iv_sigmoid(x: Any) -> Any:
     # 1 / (1 + exp(-x)) is monotone in each step, so the interval result is a tight enclosure
-    return 1 / (1 + iv.exp(-x))
+    return 1 / (1 + _iv_exp(-x))
 
 
 def _iv_tanh(x: Any) -> Any:
-    return 1 - 2 / (iv.exp(2 * x) + 1)
+    return 1 - 2 / (_iv_exp(2 * x) + 1)
 
 
 def _iv_sech(x: Any) -> Any:
     # 2 / (exp(x) + exp(-x)): no cancellation, unlike sqrt(1 - tanh^2)
-    return 2 / (iv.exp(x) + iv.exp(-x))
+    return 2 / (_iv_exp(x) + _iv_exp(-x))
 
 
 def _iv_relu(x: Any) -> Any:
@@ -124,7 +138,7 @@ def _iv_step(x: Any) -> Any:
     return _ivmpf([0, 1])
 
 
-_exp = _ufunc(iv.exp)
+_exp = _ufunc(_iv_exp)
 _log = _ufunc(_iv_log)
 _sigmoid = _ufunc(_iv_sigmoid)
 _tanh = _ufunc(_iv_tanh)

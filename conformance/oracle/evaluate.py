@@ -34,6 +34,7 @@ from conformance.oracle.engines.select import get_engine
 from conformance.errors import OracleError
 from conformance.expr import Expr, free_names, interpret
 from conformance.oracle.arith import Dual, DualOps, FractionOps, IvOps, endpoints, to_fraction, to_iv
+from conformance.oracle.higher_order import HIGHER_ORDER_KINDS, higher_order_derivative
 from conformance.spec.model import Identity, Layout
 
 
@@ -117,7 +118,7 @@ def certify(fn: Callable[[], tuple[dict[str, Any], Any]], *, start_bits: int = S
     ``fn``'s extra output and the precision.
     """
     eng = get_engine(engine)
-    p = start_bits
+    p = max(int(start_bits), 2)  # at most log2(MAX_BITS / start_bits) + 1 evaluations, never a loop at 0 bits
     while p <= MAX_BITS:
         with eng.precision(p):
             raw, extra = fn()
@@ -168,8 +169,8 @@ def evaluate(
 ) -> OracleEvaluation:
     """Certified forward values and identity values for one case.
 
-    ``engine``: the arithmetic (:mod:`conformance.oracle.engines.base`; default mpmath
-    intervals). The on-disk cache sits above this function
+    ``engine``: the arithmetic (:mod:`conformance.oracle.engines.base`; default Arb balls where
+    python-flint is installed, else mpmath intervals: :mod:`conformance.oracle.engines.select`). The on-disk cache sits above this function
     (:func:`conformance.cache.oracle_cache.cached_evaluate`): the oracle never reads a cache.
     """
     eng = get_engine(engine)
@@ -193,9 +194,13 @@ def evaluate(
 # --------------------------------------------------------------------------- derivatives
 
 def derivative(layout: Layout, inputs: Mapping[str, np.ndarray], *, kind: str, of: str, wrt: str,
-               convention: str | None = None) -> np.ndarray:
+               convention: str | None = None, direction: str | None = None) -> np.ndarray:
     """The derivative of forward value ``of`` with respect to ``wrt`` (an input or a forward value), by
-    forward-mode dual numbers over intervals at the current ``mpmath.iv.prec``, in the identity's layout."""
+    forward-mode dual numbers over intervals at the current ``mpmath.iv.prec``, in the identity's layout.
+    The kinds jvp, vjp, hessian and hvp (along the input ``direction``) come from second-order jets
+    (:mod:`conformance.oracle.higher_order`)."""
+    if kind in HIGHER_ORDER_KINDS:
+        return higher_order_derivative(layout, inputs, kind=kind, of=of, wrt=wrt, direction=direction)
     iv = mpmath.iv
     ops = DualOps()
     env: dict[str, Dual] = {}
@@ -263,7 +268,7 @@ def verify_identity(
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
     iv = mpmath.iv
     saved = iv.prec
-    p = start_bits
+    p = max(int(start_bits), 2)
     try:
         while p <= MAX_BITS:
             iv.prec = p
@@ -271,7 +276,7 @@ def verify_identity(
             _forward(layout, env, IvOps(), {})
             closed = interpret(closed_form, env, IvOps(), {})
             ad = derivative(layout, arrays, kind=identity.kind, of=identity.of, wrt=identity.wrt,
-                            convention=identity.convention)
+                            convention=identity.convention, direction=identity.direction)
             if closed.shape != ad.shape:
                 return Verification(identity.id, layout.name, "refuted",
                                     f"shape {closed.shape[0]} x {closed.shape[1]} differs from the derivative's "

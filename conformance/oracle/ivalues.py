@@ -17,6 +17,7 @@ import mpmath
 import numpy as np
 
 from conformance.expr import Expr, interpret
+from conformance.errors import OracleError
 from conformance.oracle.arith import DomainError, IvOps, endpoints, iv_mid_float, to_iv
 from conformance.spec.model import Layout
 
@@ -48,7 +49,11 @@ class IntervalEnv:
         with precision(bits):
             self.env: dict[str, Any] = {k: to_iv(v) for k, v in self.inputs.items()}
             for d in layout.forward:
-                self.env[d.name] = interpret(d.expr, self.env, self.ops, self.cache)
+                try:
+                    self.env[d.name] = interpret(d.expr, self.env, self.ops, self.cache)
+                except (DomainError, ZeroDivisionError, OverflowError, ValueError) as exc:
+                    raise OracleError(f"the forward definition {d.name} = {d.text} cannot be evaluated on generic "
+                                      f"inputs: {exc}") from None
 
     def value(self, expr: Expr) -> np.ndarray | None:
         """Interval array of ``expr``, or None where it cannot be evaluated (not conformable, outside a domain)."""

@@ -28,7 +28,7 @@ class QuantityInfo:
     """A checked quantity as the report presents it (formula present only when the spec was verified)."""
 
     id: str
-    kind: str  # value | gradient | jacobian
+    kind: str  # value | gradient | jacobian | jvp | vjp | hessian | hvp
     layout: str
     mathml: str = ""
     latex: str = ""

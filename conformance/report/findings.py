@@ -53,6 +53,7 @@ class Finding:
     thresholds: tuple[tuple[str, float | None], ...]  # (dtype, first failing magnitude) in dtype order
     groups: tuple[FailureGroup, ...]
     sentence: str
+    short: str = ""  # the sentence without the regime's description: the scoreboard's line
 
     @property
     def bad(self) -> int:
@@ -151,7 +152,8 @@ def findings(groups: Sequence[FailureGroup], quantity_rank: Callable[[str], obje
         thresholds = tuple(sorted(th.items(), key=lambda t: d_idx.get(t[0], 99)))
         worst = max(gs, key=lambda g: (g.worst.status == "fail", ratio_key(g.worst.ratio), g.anchor))
         sentence = _sentence(reg, descriptions.get(reg, ""), symptom, qs, thresholds, worst.cause)
+        short = _sentence(reg, "", symptom, qs, thresholds, worst.cause)
         out.append(Finding("finding-" + worst.anchor[len("fail-"):], reg, descriptions.get(reg, ""), symptom, tuple(qs),
-                           thresholds, tuple(gs), sentence))
+                           thresholds, tuple(gs), sentence, short))
     out.sort(key=lambda f: (r_idx.get(f.regime, 99), -f.bad, f.anchor))
     return tuple(out)

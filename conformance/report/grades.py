@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .numbers import fmt_ulp, num
 
-__all__ = ["GradeCell", "Grade", "TailFinding", "grade_cells", "overall_grade", "tail_findings", "fmt_bin",
+__all__ = ["GradeCell", "Grade", "TailFinding", "grade_cells", "overall_grade", "tail_findings", "fmt_bin", "grade_text",
            "NEAR_ULPS", "FAR_ULPS"]
 
 #: Bucket indices of the records' ulp histogram (conformance.judge.compare).
@@ -181,3 +181,11 @@ def tail_findings(mine: Sequence[GradeCell], others: Mapping[str, Sequence[Grade
         if c.max_ulp is not None and b is not None and c.max_ulp >= FAR_ULPS and b[0] <= NEAR_ULPS:
             out.append(TailFinding(c.quantity, c.dtype, c.regime, c.max_ulp, b[1], b[0]))
     return tuple(out)
+
+
+def grade_text(g: Grade) -> str:
+    """A backend's grade in a few words ("p99 ≤ 7 ulp · 51.2% correctly rounded"), "—" when nothing was graded:
+    the scoreboard's grade column and the verdict line of a page."""
+    if not g.components:
+        return "—"
+    return f"p99 {fmt_bin(g.p99_bin)} ulp · {100 * g.correctly_rounded / g.components:.1f}% correctly rounded"

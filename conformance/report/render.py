@@ -21,6 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from . import numbers
+from .grades import grade_text
 
 __all__ = ["environment", "render", "css"]
 
@@ -93,7 +94,7 @@ def environment(markdown: bool = False) -> jinja2.Environment:
         ratio=numbers.fmt_ratio, ulp=numbers.fmt_ulp, sci=numbers.fmt_sci, value=numbers.fmt_value,
         count=numbers.fmt_count, mag=numbers.fmt_magnitude, md=_md, code=_code, block=_block, math=_math,
         status=_status_label,
-        rate=lambda s: numbers.fmt_rate(s.passed, s.total),
+        rate=lambda s: numbers.fmt_rate(s.passed, s.total), grade=grade_text,
     )
     env.globals["Markup"] = Markup
     return env

@@ -5,7 +5,8 @@ Python script that uses only the backend's own library: it builds the inputs
 of the recorded case (exact: decoded from the results file's hex floats),
 computes the quantity the way the backend does (numpy: the spec's closed form
 with the backend's careful primitives; torch and jax: the forward definitions
-differentiated by the library's autodiff, jax under ``jax.jit``) and prints
+differentiated by the library's autodiff, jax under ``jax.jit``; jvp, vjp,
+hessian and hvp by the same transforms the backends use) and prints
 the computed component next to the certified exact value. Nothing of
 gradconform is imported by the script, and nothing here runs it: it is
 generated from the results file (and the spec it embeds) only.
@@ -23,10 +24,11 @@ from typing import Any, Mapping, Sequence
 
 from conformance.expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose, fuse_log_softmax
 from conformance.results.naming import case_rerun_command
+from conformance.formats import FORMATS
 from conformance.spec import Spec
 
 from .findings import Finding
-from .numbers import num
+from .numbers import fmt_magnitude, fmt_value, num
 
 __all__ = ["Reproducer", "reproducer", "finding_reproducer", "library_of"]
 
@@ -36,6 +38,10 @@ class Reproducer:
     language: str  # "python" (a standalone script) or "shell" (a gradconform command)
     text: str
     label: str  # what it is, for the card: "numpy only", "gradconform rerun"
+    what: str = ""  # which case: "minimal counterexample", "smallest failing case"
+    #: that case, for the card: "dL/dx · row · float16 · case 3887981f4b3f, magnitude 10: computed +inf, exact 0.0001"
+    case: str = ""
+    rerun: str = ""  # the gradconform command that reruns the same case
 
 
 class _Unsupported(Exception):
@@ -195,14 +201,27 @@ def _torch_cross_entropy(e: Expr) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- the script
 
-def _literal(values: Sequence[str], shape: Sequence[int]) -> str:
+def _short(f: float, dtype: str) -> str:
+    """The shortest decimal that gives ``f`` back through float64 and a cast to ``dtype`` (what ``arr`` does): the
+    dtype's own shortest repr where that round trip is exact, else float64's."""
+    if f != f or abs(f) == float("inf"):
+        return f"float({repr(f)!r})"
+    if dtype != "float64":
+        t = FORMATS[dtype].dtype.type
+        text = str(t(f))
+        try:
+            if float(t(float(text))) == f and float(text) == float(text):
+                return text if any(c in text for c in ".en") else text + ".0"
+        except (ValueError, OverflowError):
+            pass
+    return repr(f)
+
+
+def _literal(values: Sequence[str], shape: Sequence[int], dtype: str = "float64") -> str:
     """A row-major matrix of hex floats as an exact Python literal; a repeated value or row is written once
     (``[[0.0] * 3] * 5``), which keeps the shrunk counterexamples short."""
     rows, cols = (int(shape[0]), int(shape[1])) if len(shape) == 2 else (1, len(values))
-    floats = []
-    for h in values:
-        f = float.fromhex(h)
-        floats.append(repr(f) if f == f and abs(f) != float("inf") else f"float({repr(f)!r})")
+    floats = [_short(float.fromhex(h), dtype) for h in values]
 
     def row(items: Sequence[str]) -> str:
         if len(items) > 1 and len(set(items)) == 1:
@@ -262,7 +281,7 @@ def _script(lib: str, stable: bool, spec: Spec, case: Mapping[str, Any], record:
                  f"acc = {'np.float32' if dtype in ('float16', 'bfloat16') else 'dt'}  # where sums accumulate"]
         body.append("def arr(v): return np.array(v).astype(dt)  # exact: every value is representable in dt")
         for name, v in inputs.items():
-            body.append(f"{name} = arr({_literal(v.get('hex', []), v.get('shape', []))})")
+            body.append(f"{name} = arr({_literal(v.get('hex', []), v.get('shape', []), dtype)})")
         body += [line(n, e) for n, e in forward]
         if identity is not None:
             body.append(f"out = {_code(identity.expr, lib)}  # the closed form of {q} the backend evaluates")
@@ -272,11 +291,11 @@ def _script(lib: str, stable: bool, spec: Spec, case: Mapping[str, Any], record:
         helpers = _numpy_helpers(code)
         body = body[:2] + helpers + body[2:]
     elif lib == "torch":
-        head += ["import torch"]
+        head += ["import torch", "torch.set_num_threads(1)  # as the backend runs"]
         body.append(f"dt = {_DTYPES[lib][dtype]}")
         body.append("def arr(v): return torch.tensor(v, dtype=torch.float64).to(dt).requires_grad_(True)  # exact")
         for name, v in inputs.items():
-            body.append(f"{name} = arr({_literal(v.get('hex', []), v.get('shape', []))})")
+            body.append(f"{name} = arr({_literal(v.get('hex', []), v.get('shape', []), dtype)})")
         body += [line(n, e) for n, e in forward]
         body += _derivative(lib, q, identity, forward, line, inputs)
     else:
@@ -284,12 +303,15 @@ def _script(lib: str, stable: bool, spec: Spec, case: Mapping[str, Any], record:
         body.append(f"dt = {_DTYPES[lib][dtype]}")
         args = list(inputs)
         prog = [f"def program({', '.join(args)}):  # what the backend runs, under jax.jit"]
-        prog += ["    " + line(n, e) for n, e in forward]
+        names = [n for n, _ in forward]
+        # a derivative: the definitions up to ``wrt`` (f recomputes the rest from it); a value: all of them
+        upto = (names.index(identity.wrt) + 1 if identity.wrt in names else 0) if identity is not None else len(names)
+        prog += ["    " + line(n, e) for n, e in forward[:upto]]
         prog += ["    " + s for s in _derivative(lib, q, identity, forward, line, inputs)]
         prog.append("    return out")
         body.append("def arr(v): return jnp.array(v, dtype=jnp.float64).astype(dt)  # exact")
         for name, v in inputs.items():
-            body.append(f"{name} = arr({_literal(v.get('hex', []), v.get('shape', []))})")
+            body.append(f"{name} = arr({_literal(v.get('hex', []), v.get('shape', []), dtype)})")
         body += prog + [f"out = jax.jit(program)({', '.join(args)})"]
     got = "out.detach()" if lib == "torch" else "out"
     tail = [f"print({(q + '[' + idx + ']')!r}, 'computed:', float({got}[{idx}]), 'exact:', "
@@ -328,6 +350,10 @@ def _derivative(lib: str, q: str, identity: Any, forward: Sequence[tuple[str, Ex
     fn = [f"def f({wrt}):  # the definitions after {wrt}, as a function of it"] + [f"    {line(n, e)}" for n, e in down]
     fn.append(f"    return {of}")
     flip = identity.convention == "denominator"
+    if kind in _HIGHER_ORDER:
+        return fn + _higher_order(lib, kind, wrt, identity.direction, inputs)
+    if kind not in ("gradient", "jacobian"):
+        raise _Unsupported(f"kind {kind}")
     if lib == "torch":
         if kind == "gradient":
             return [f"out, = torch.autograd.grad({of}, {wrt})  # reverse mode, as the backend"]
@@ -338,6 +364,30 @@ def _derivative(lib: str, q: str, identity: Any, forward: Sequence[tuple[str, Ex
     return fn + [f"out = jax.jacrev(f)({wrt}).reshape({of}.size, {wrt}.size){'.T' if flip else ''}"]
 
 
+#: the kinds of contract 1.1, computed by the library's transforms of ``f`` (the definitions after ``wrt``)
+_HIGHER_ORDER = ("jvp", "vjp", "hessian", "hvp")
+
+
+def _higher_order(lib: str, kind: str, wrt: str, direction: str | None, inputs: Mapping[str, Any]) -> list[str]:
+    """The lines that set ``out`` for a jvp, vjp, hessian or hvp, as impls/torch (torch.func) and impls/jax
+    compute it: J v by forward mode, u^T J by the pullback, the Hessian forward over reverse, H v as the jvp of
+    the gradient. A Jacobian in their place would print another number (or fail on the index)."""
+    if kind != "hessian" and direction not in inputs:
+        raise _Unsupported(f"the direction of a {kind}")
+    if lib == "torch":
+        at, d = f"{wrt}.detach()", f"{direction}.detach()"
+        scalar = "lambda w: f(w).reshape(())"
+        return {"jvp": [f"out = torch.func.jvp(f, ({at},), ({d},))[1]  # forward mode, as the backend"],
+                "vjp": [f"_, pull = torch.func.vjp(f, {at})", f"out, = pull({d})  # the pullback of {direction}"],
+                "hessian": [f"out = torch.func.hessian({scalar})({at}).reshape({wrt}.numel(), {wrt}.numel())"],
+                "hvp": [f"out = torch.func.jvp(torch.func.grad({scalar}), ({at},), ({d},))[1]  # H v"]}[kind]
+    scalar = "lambda v: f(v).reshape(())"
+    return {"jvp": [f"out = jax.jvp(f, ({wrt},), ({direction},))[1]  # forward mode, as the backend"],
+            "vjp": [f"_, pull = jax.vjp(f, {wrt})", f"out, = pull({direction})  # the pullback of {direction}"],
+            "hessian": [f"out = jax.hessian({scalar})({wrt}).reshape({wrt}.size, {wrt}.size)"],
+            "hvp": [f"out = jax.jvp(jax.grad({scalar}), ({wrt},), ({direction},))[1]  # H v"]}[kind]
+
+
 def reproducer(doc: Mapping[str, Any], spec: Spec | None, case: Mapping[str, Any], record: Mapping[str, Any],
                results_display: str) -> Reproducer:
     """The reproducer of one failing record on its case: a standalone script for a built-in backend, else the
@@ -345,8 +395,8 @@ def reproducer(doc: Mapping[str, Any], spec: Spec | None, case: Mapping[str, Any
     rerun = Reproducer("shell", case_rerun_command(results_display, str(case.get("id", "?")),
                                                    str(record.get("quantity"))), "gradconform rerun")
     known = library_of(doc.get("backend", {}))
-    if known is None or spec is None:
-        return rerun
+    if known is None or spec is None or str(doc.get("backend", {}).get("device") or "cpu") != "cpu":
+        return rerun  # (a script for a GPU run would have to place every tensor: the rerun command does)
     lib, stable = known
     try:
         text = _script(lib, stable, spec, case, record, doc.get("backend", {}))
@@ -359,20 +409,45 @@ def reproducer(doc: Mapping[str, Any], spec: Spec | None, case: Mapping[str, Any
 
 def finding_reproducer(doc: Mapping[str, Any], spec: Spec | None, finding: Finding, results_display: str) -> Reproducer:
     """The reproducer of a finding's card: on its minimal counterexample where the run shrank one (the first of its
-    test, as the failure group shows it), else on its worst case."""
+    test, as the failure group shows it), else on its smallest failing case (fewest input values, then the lowest
+    magnitude: the nearest thing to a minimal one, and a short script)."""
     cg = finding.counterexample
+    record: Mapping[str, Any] = {}
+    case: Mapping[str, Any] = {}
+    what = "minimal counterexample"
     if cg is not None:
         key = (cg.quantity, cg.layout, cg.dtype, cg.regime)
         ce = next((c for c in doc.get("counterexamples", [])
                    if (c.get("quantity"), c.get("layout"), c.get("dtype"), c.get("regime")) == key), {})
         record = next((r for r in ce.get("records", []) if r.get("quantity") == cg.quantity), {})
-        case: Mapping[str, Any] = ce.get("case", {})
+        case = ce.get("case", {})
     else:
-        g = finding.worst
-        case = next((c for c in doc.get("cases", []) if c.get("id") == g.worst.case), {})
-        record = next((r for r in doc.get("records", []) if r.get("case") == g.worst.case and r.get("quantity") == g.quantity
-                       and r.get("layout") == g.layout and r.get("dtype") == g.dtype), {})
+        what = "smallest failing case"
+        keys = {(g.quantity, g.layout, g.dtype, g.regime) for g in finding.groups}
+        cases = {c.get("id"): c for c in doc.get("cases", [])}
+        order = {g.quantity: i for i, g in enumerate(finding.groups)}  # the finding's order (spec order)
+
+        def size(c: Mapping[str, Any]) -> int:
+            return sum(len(v.get("hex", [])) for v in c.get("inputs", {}).values())
+
+        failing = [r for r in doc.get("records", []) if r.get("status") == "fail" and r.get("case") in cases
+                   and (r.get("quantity"), r.get("layout"), r.get("dtype"), r.get("regime")) in keys]
+        if failing:
+            record = min(failing, key=lambda r: (size(cases[r["case"]]), _mag_key(r.get("magnitude")),
+                                                 order.get(r["quantity"], 99), str(r["quantity"]), str(r["layout"]),
+                                                 str(r["dtype"]), str(r["case"])))
+            case = cases[record["case"]]
     if not case or not record:
-        g = finding.worst
-        return Reproducer("shell", g.rerun, "gradconform rerun")
-    return reproducer(doc, spec, case, record, results_display)
+        return Reproducer("shell", finding.worst.rerun, "gradconform rerun")
+    rp = reproducer(doc, spec, case, record, results_display)
+    mag = num(case.get("magnitude"))
+    where = (f"{record.get('quantity')} · {case.get('layout')} · {case.get('dtype')} · case {case.get('id')}"
+             + (f", magnitude {fmt_magnitude(mag)}" if mag is not None else "")
+             + f": computed {fmt_value(record.get('worst_got'))}, exact {fmt_value(record.get('worst_exact'))}")
+    return Reproducer(rp.language, rp.text, rp.label, what, where,
+                      case_rerun_command(results_display, str(case.get("id", "?")), str(record.get("quantity"))))
+
+
+def _mag_key(m: Any) -> float:
+    f = num(m)
+    return f if f is not None else float("-inf")

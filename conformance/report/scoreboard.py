@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .analysis import DTYPE_ORDER, Analysis, Stats, stats
-from .grades import fmt_bin
+from .grades import grade_text
 from .uninformative import scoreboard_note
 
 __all__ = ["BackendRow", "Scoreboard", "scoreboard"]
@@ -101,10 +101,10 @@ def scoreboard(analyses: Sequence[tuple[Analysis, str]]) -> Scoreboard:
             created=a.created, spec_sha256=a.spec_sha256, html=f"{rel}/index.html", md=f"{rel}/REPORT.md",
             overall=a.overall, by_ld=dict(a.by_layout_dtype), by_q=dict(a.by_quantity),
             failing_dtypes={q: tuple(sorted(ds, key=lambda d: a.dtypes.index(d))) for q, ds in failing.items()},
-            breaks=breaks, findings=tuple((f.anchor, f.sentence, f.bad) for f in a.findings), grade=_grade_text(a), verdict=a.verdict, unavailable_reason=a.unavailable_reason,
+            breaks=breaks, findings=tuple((f.anchor, f.short or f.sentence, f.bad) for f in a.findings), grade=_grade_text(a), verdict=a.verdict, unavailable_reason=a.unavailable_reason,
             uninformative=scoreboard_note(a.uninformative), sign_bias=tuple(b.sentence for b in a.sign_findings)))
     dt = [d for d in DTYPE_ORDER if d in dtypes] + [d for d in dtypes if d not in DTYPE_ORDER]
-    kind_order = {"value": 0, "gradient": 1, "jacobian": 2}
+    kind_order = {"value": 0, "gradient": 1, "jacobian": 2, "jvp": 3, "vjp": 4, "hessian": 5, "hvp": 6}
     quantities.sort(key=lambda qk: kind_order.get(qk[1], 3))  # stable: spec order within a kind
     return Scoreboard(
         rows=tuple(rows), layouts=tuple(layouts), dtypes=tuple(dt), quantities=tuple(quantities),
@@ -115,10 +115,7 @@ def scoreboard(analyses: Sequence[tuple[Analysis, str]]) -> Scoreboard:
 
 
 def _grade_text(a: Analysis) -> str:
-    g = a.grade
-    if not g.components:
-        return "—"
-    return f"p99 {fmt_bin(g.p99_bin)} ulp · {100 * g.correctly_rounded / g.components:.1f}% correctly rounded"
+    return grade_text(a.grade)
 
 
 def empty_stats() -> Stats:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from conformance.atomic import write_bytes_atomic
-from conformance.errors import ResultsFileError
+from conformance.errors import OutputError, ResultsFileError
 from conformance.results.summary import summarize
 
 __all__ = ["SCHEMA", "Record", "make_record", "environment", "write_json_atomic", "read_json", "load_results", "merge",
@@ -164,15 +164,20 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
 def write_results(path: str | Path, data: Mapping[str, Any]) -> tuple[Path, str | None]:
     """Write a results document to ``path``; if that fails (a full disk, a folder removed during the run), to a
     new file in the system's temporary directory instead, so that the verdicts of a long run are not lost.
-    Returns where it was written and, after a fallback, why ``path`` could not be (for the caller to print)."""
+    Returns where it was written and, after a fallback, why ``path`` could not be (for the caller to print);
+    raises :class:`OutputError` (a message, never a traceback) when the fallback cannot be written either."""
     try:
         return write_json_atomic(path, data), None
     except OSError as exc:
         problem = f"cannot write {path} ({exc.strerror or exc})"
     suffix = ".json.gz" if Path(path).name.endswith(".gz") else ".json"
-    fd, fallback = tempfile.mkstemp(prefix="gradconform-results-", suffix=suffix)
-    os.close(fd)
-    return write_json_atomic(fallback, data), problem
+    try:
+        fd, fallback = tempfile.mkstemp(prefix="gradconform-results-", suffix=suffix)
+        os.close(fd)
+        return write_json_atomic(fallback, data), problem
+    except OSError as exc:  # the temporary directory is full or unwritable too (often the same disk)
+        raise OutputError(f"{problem}, and no temporary file could hold them either ({exc.strerror or exc}): the "
+                          f"results of this run are lost; free disk space or give another output path") from None
 
 
 def _schema() -> dict[str, Any]:
@@ -326,6 +331,8 @@ def merge(docs: Iterable[Mapping[str, Any]], names: Iterable[str] | None = None)
     if not docs:
         raise ResultsFileError("nothing to merge")
     labels = list(names) if names is not None else [f"file {i}" for i in range(1, len(docs) + 1)]
+    if len(labels) != len(docs):
+        raise ValueError(f"merge: {len(docs)} documents but {len(labels)} names")  # a caller's mistake, not a file's
     first = docs[0]
     for doc, label in zip(docs[1:], labels[1:]):
         for what, path in MERGE_KEYS:

@@ -17,10 +17,10 @@ from conformance.execution.registry import BackendRef
 from conformance.execution.worker import BackendInfo, Reply, make_worker
 from conformance.oracle import evaluate as oracle
 from conformance.run.phases import PhaseTimer
-from conformance.spec.model import Identity, Spec
+from conformance.spec.model import DIRECTION_ROLES, Identity, Spec
 from conformance.spec.shapes import concrete
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "DIRECTION_ROLES"]
 
 
 def _same_request(a: Request, b: Request) -> bool:
@@ -57,20 +57,36 @@ class Executor:
     def supports(self, dtype: str) -> bool:
         return self.info.available and (not self.info.dtypes or dtype in self.info.dtypes)
 
+    def provides(self, kind: str) -> bool:
+        """Whether the backend computes quantities of ``kind`` (``Backend.quantity_kinds``; a backend written
+        for contract 1.0 provides value, gradient and jacobian). Values are always asked for."""
+        return kind == "value" or kind in self.info.kinds
+
+    def split_kinds(self, identities: Sequence[Identity]) -> tuple[list[Identity], list[Identity]]:
+        """The identities whose kind the backend provides, and those it declines by not listing the kind."""
+        asked = [i for i in identities if self.provides(i.kind)]
+        return asked, [i for i in identities if not self.provides(i.kind)]
+
     def close(self) -> None:
         self.worker.close()
 
     def request_for(self, case: Case, identities: Sequence[Identity]) -> Request:
         """The request for every forward value of the case's layout and the given identities on ``case``."""
         lay = self.spec.layouts[case.layout]
-        model = Model(self.spec.name, lay.name, tuple(self.spec.inputs), tuple((d.name, d.expr) for d in lay.forward),
-                      lay.loss)
         sizes = case.sizes
         quantities = [Quantity(d.name, "value", d.name, expr=d.expr, shape=concrete(d.shape, sizes)) for d in lay.forward]
         for ident in identities:
+            if not self.provides(ident.kind):  # never ask a backend for a kind it does not list
+                continue
             quantities.append(Quantity(ident.id, ident.kind, ident.of, ident.wrt, ident.convention, ident.expr,
-                                       concrete(ident.shape, sizes)))
-        return Request(model, case.dtype, dict(case.inputs), tuple(quantities), self.device)
+                                       concrete(ident.shape, sizes), ident.direction))
+        # tangents and cotangents go only to a request that uses them: a backend written for contract 1.0 (which
+        # may take the inputs by name) sees exactly the inputs it always saw
+        used = {q.direction for q in quantities if q.direction is not None}
+        names = tuple(n for n, info in self.spec.inputs.items() if info.get("role") not in DIRECTION_ROLES or n in used)
+        model = Model(self.spec.name, lay.name, names, tuple((d.name, d.expr) for d in lay.forward), lay.loss)
+        return Request(model, case.dtype, {n: case.inputs[n] for n in names if n in case.inputs}, tuple(quantities),
+                       self.device)
 
     @contextlib.contextmanager
     def batch(self, cases: Sequence[Case]) -> Iterator[None]:

@@ -18,7 +18,7 @@ from conformance.errors import GradconformError
 from conformance.execution.worker import Reply
 from conformance.formats import get_format
 from conformance.judge.bounds import ErrorBounds
-from conformance.judge.compare import Comparison, compare
+from conformance.judge.compare import Comparison, compare, compare_many
 from conformance.statuses import CRASHED, ERROR, FAIL, NOT_SUPPORTED, TIMED_OUT
 from conformance.judge.diagnose import CaseDiagnoser
 from conformance.oracle import evaluate as oracle
@@ -67,12 +67,13 @@ class Judge:
 
     # ------------------------------------------------------------------ records
     def uniform(self, case: Case, identities: Sequence[Identity], wanted: set[str] | None, status: str,
-                detail: str, message: str) -> list[Record]:
-        """The same record for every quantity of the case (the oracle failed, the backend could not answer)."""
+                detail: str, message: str, *, forward: bool = True) -> list[Record]:
+        """The same record for every quantity of the case (the oracle failed, the backend could not answer);
+        ``forward=False``: for the identities only."""
         ctx = _context(case)
         with self.timer.phase("records"):
             out = [make_record(quantity=d.name, kind="value", status=status, detail=detail, message=message, **ctx)
-                   for d in self.spec.layouts[case.layout].forward if wanted is None or d.name in wanted]
+                   for d in self.spec.layouts[case.layout].forward if forward and (wanted is None or d.name in wanted)]
             out += [make_record(quantity=i.id, kind=i.kind, status=status, detail=detail, message=message, **ctx)
                     for i in identities if wanted is None or i.id in wanted]
         return out
@@ -102,38 +103,49 @@ class Judge:
         for i in identities:
             items.append((i.id, i.kind, i.expr, concrete(i.shape, case.sizes), i))
 
-        def record(**fields: Any) -> None:
+        def record(**fields: Any) -> Record:
             with self.timer.phase("records"):
-                records.append(make_record(**fields, **ctx))
+                return make_record(**fields, **ctx)
 
+        # First the records that need no comparison and the bound of each value to compare; then the
+        # comparisons of the whole case in one stacked pass (judge.compare.compare_many); the records keep the
+        # order of the items.
+        slots: list[Record | None] = []
+        pending: list[tuple[int, str, str, Any, Any, Identity | None, Any, Any, tuple[int, int]]] = []
         for qid, kind, expr, shape, ident in items:
             if wanted is not None and qid not in wanted:
                 continue
             got = reply.values.get(qid)
             if got is None:
-                record(quantity=qid, kind=kind, status=FAIL, detail="missing",
-                       message="the backend returned no value for this quantity")
+                slots.append(record(quantity=qid, kind=kind, status=FAIL, detail="missing",
+                                    message="the backend returned no value for this quantity"))
                 continue
             if isinstance(got, tuple):
                 status = NOT_SUPPORTED if got[0] == "not_supported" else ERROR
-                record(quantity=qid, kind=kind, status=status,
-                       detail="declined" if status == NOT_SUPPORTED else "exception", message=got[1])
+                slots.append(record(quantity=qid, kind=kind, status=status,
+                                    detail="declined" if status == NOT_SUPPORTED else "exception", message=got[1]))
                 continue
             try:
                 with self.timer.phase("bounds"):
                     bound = bounds.bound(expr)
-                with self.timer.phase("compare"):
-                    cmp = compare(got, ev.values[qid], bound, dtype=case.dtype, expected_shape=shape,
-                                  safety_factor=kappa)
+                exact = ev.values[qid]
             except Exception as exc:  # a result the comparison cannot even read: an error, recorded
-                record(quantity=qid, kind=kind, status=ERROR, detail="unreadable",
-                       message=f"{type(exc).__name__}: {exc}")
+                slots.append(_unreadable(record, qid, kind, exc))
+                continue
+            pending.append((len(slots), qid, kind, expr, got, ident, exact, bound, shape))
+            slots.append(None)
+        with self.timer.phase("compare"):
+            comparisons = _compare_all(pending, case.dtype, kappa)
+        for (slot, qid, kind, expr, got, ident, exact, bound, _), cmp in zip(pending, comparisons):
+            if isinstance(cmp, Exception):
+                slots[slot] = _unreadable(record, qid, kind, cmp)
                 continue
             diagnosis = None
             if diagnose and cmp.status == FAIL and cmp.detail in ("out_of_bound", "nonfinite", "wrong_shape"):
-                diagnosis = _diagnose(diagnoser, qid, expr, got, ev.values[qid].hi,
+                diagnosis = _diagnose(diagnoser, qid, expr, got, exact.hi,
                                       kappa * bound + get_format(case.dtype).eta, ident)
-            record(quantity=qid, kind=kind, diagnosis=diagnosis, **measures_of(cmp))
+            slots[slot] = record(quantity=qid, kind=kind, diagnosis=diagnosis, **measures_of(cmp))
+        records.extend(r for r in slots if r is not None)
         if isinstance(bounds, CachedBounds):
             with self.timer.phase("bounds"):
                 bounds.flush()
@@ -179,6 +191,25 @@ class Judge:
     def all_verifications(self) -> list[dict[str, Any]]:
         """Every verification computed so far, in the order they were asked for (the results file's)."""
         return [v for vs in self._verifications.values() for v in vs]
+
+
+def _unreadable(record: Callable[..., Record], qid: str, kind: str, exc: Exception) -> Record:
+    return record(quantity=qid, kind=kind, status=ERROR, detail="unreadable", message=f"{type(exc).__name__}: {exc}")
+
+
+def _compare_all(pending: Sequence[tuple[Any, ...]], dtype: str, kappa: float) -> list[Comparison | Exception]:
+    """The comparisons of ``pending`` (slot, qid, kind, expr, got, identity, exact, bound, shape), stacked; if the
+    stacked pass fails (a result it cannot read), each one alone, so that only the unreadable ones are errors."""
+    try:
+        return list(compare_many([(p[4], p[6], p[7], p[8]) for p in pending], dtype=dtype, safety_factor=kappa))
+    except Exception:
+        out: list[Comparison | Exception] = []
+        for p in pending:
+            try:
+                out.append(compare(p[4], p[6], p[7], dtype=dtype, expected_shape=p[8], safety_factor=kappa))
+            except Exception as exc:  # recorded as an error by the caller
+                out.append(exc)
+        return out
 
 
 def _context(case: Case) -> dict[str, Any]:

@@ -149,8 +149,14 @@ class Run:
         if not self.supports(case.dtype):
             reason = self.info.reason if not self.info.available else f"dtype {case.dtype} is not supported"
             return self.judge.uniform(case, idents, wanted, NOT_SUPPORTED, "backend", reason), ev.precision
-        reply = self.executor.reply(case, self.request_for(case, idents))
-        records = self.judge.judge_reply(case, ev, sized, idents, reply, wanted=wanted, diagnose=diagnose)
+        asked, declined = self.executor.split_kinds(idents)
+        reply = self.executor.reply(case, self.request_for(case, asked))
+        records = self.judge.judge_reply(case, ev, sized, asked, reply, wanted=wanted, diagnose=diagnose)
+        if declined:  # kinds the backend does not list (Backend.quantity_kinds): not supported, never asked
+            kinds = ", ".join(sorted({i.kind for i in declined}))
+            records += self.judge.uniform(case, declined, wanted, NOT_SUPPORTED, "declined",
+                                          f"the backend does not compute {kinds} quantities (its quantity_kinds() "
+                                          f"lists {', '.join(self.info.kinds)})", forward=False)
         return records, ev.precision
 
     # ------------------------------------------------------------------ spec self-check

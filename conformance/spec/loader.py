@@ -22,14 +22,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
-
 from conformance.errors import ShapeError, SpecError
 from conformance.expr import to_text
 from conformance.formats import get_format
-from conformance.spec.model import (ForwardDef, Generator, Identity, Layout, NegativeIdentity, Precondition,
+from conformance.spec.model import (DIRECTION_ROLE, ForwardDef, Generator, Identity, Layout, NegativeIdentity, Precondition,
                                     Regime, ShapeFamily, Spec, TolerancePolicy)
 from conformance.spec.parse import parse_expr
+from conformance.spec.yaml_safe import MAX_SPEC_BYTES, check_finite, check_size, safe_yaml_load
 from conformance.spec.shapes import Shape, format_shape, infer_shape, substitute, suggest_fixes, vector_length
 
 __all__ = [
@@ -46,6 +45,22 @@ __all__ = [
 #: Checks one expression of a raw layout: ``(text, shapes of the names it may use, key, declared shape)`` to its
 #: shape, or None when it could not be shape-checked. A name's shape is None where its own definition failed.
 ExpressionCheck = Callable[[str, Mapping[str, "Shape | None"], str, "Shape | None"], "Shape | None"]
+
+
+#: the most elements of one input in one shape family (a 16 x 16 matrix): hypothesis draws every element of a case
+#: from one buffer (a few thousand elements in all), and the oracle's dual-number derivative costs grow with the
+#: square of the elements
+MAX_INPUT_ELEMENTS = 256
+#: the most elements of all inputs of one case (one layout and shape family) together
+MAX_CASE_ELEMENTS = 1024
+#: the same limits for a wide family (``wide: true``, run only when asked): its inputs are drawn without per-entry
+#: hypothesis choices, and the spec's self-check (the dual-number derivative) skips it; a 128 x 128 matrix
+MAX_WIDE_INPUT_ELEMENTS = 16384
+MAX_WIDE_CASE_ELEMENTS = 65536
+#: the largest scale or magnitude of an input generator (a normal's standard deviation, a spike, a uniform's
+#: bounds): every primitive saturates far below it (exp overflows float64 from 710); larger inputs only make the
+#: oracle chase cancellations up to its precision limit
+MAX_GENERATOR_SCALE = 1.0e6
 
 
 def spec_dir() -> Path:
@@ -70,7 +85,10 @@ def load_spec(path: str | Path | None = None) -> Spec:
     """Load and check a spec file (the seed network when ``path`` is None)."""
     p = Path(path) if path is not None else default_spec_path()
     try:
-        raw = p.read_bytes()
+        if p.is_file():
+            check_size(p.stat().st_size, str(p))  # before reading: a huge file is refused unread
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read spec file: {exc.strerror}", file=str(p)) from None
     return load_spec_text(raw.decode("utf-8", errors="replace"), name=str(p), digest_of=raw)
@@ -84,16 +102,12 @@ def load_spec_text(text: str, *, name: str = "<spec>", digest_of: bytes | None =
 
 
 def parse_spec_data(text: str, name: str = "<spec>") -> dict[str, Any]:
-    """The raw data of a spec text, checked for YAML syntax and against the schema (not yet for meaning)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"not valid YAML: {where}{problem}", file=name) from None
+    """The raw data of a spec text, checked for YAML syntax, the limits of :mod:`conformance.spec.yaml_safe`
+    (size, aliases, duplicate keys, finite numbers) and against the schema (not yet for meaning)."""
+    data = safe_yaml_load(text, name)  # bounded: size, aliases, nesting; no duplicate keys
     if not isinstance(data, dict):
         raise SpecError("a spec file must be a mapping at the top level", file=name)
+    check_finite(data, name)  # before the schema, whose range checks let a NaN through
     validate_schema(data, name)
     return data
 
@@ -131,6 +145,7 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
     layouts = {lname: _build_layout(lname, ldata, dims, inputs, file) for lname, ldata in data["layouts"].items()}
     tolerance = _build_tolerance(data["tolerance"], file)
     regimes = {rname: _build_regime(rname, r, inputs, families, layouts, file) for rname, r in data["regimes"].items()}
+    _check_sizes(layouts, families, file)
     negatives = tuple(_build_negative(i, n, layouts, regimes, families, file)
                       for i, n in enumerate(data.get("negative_identities", [])))
     return Spec(
@@ -138,6 +153,33 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
         dimensions=dims, families=families, inputs=inputs, layouts=layouts, tolerance=tolerance,
         regimes=regimes, negative_identities=negatives,
     )
+
+
+def _check_sizes(layouts: Mapping[str, Layout], families: Mapping[str, ShapeFamily], file: str) -> None:
+    """Refuse a shape family whose cases would be too large to generate or to evaluate exactly."""
+    for fam in families.values():
+        one, case = (MAX_WIDE_INPUT_ELEMENTS, MAX_WIDE_CASE_ELEMENTS) if fam.wide else (MAX_INPUT_ELEMENTS,
+                                                                                          MAX_CASE_ELEMENTS)
+        for lay in layouts.values():
+            total = 0
+            for inp, shape in lay.shapes.items():
+                rows, cols = (d if isinstance(d, int) else fam.sizes[d] for d in shape)
+                total += rows * cols
+                if rows * cols > one:
+                    raise SpecError(f"in layout {lay.name}, input {inp} is {rows} x {cols} = {rows * cols} elements, "
+                                    f"more than the limit of {one}; use smaller sizes (a missing "
+                                    "transpose shows at any size)", file=file, key=f"shape_families.{fam.name}.sizes")
+            if total > case:
+                raise SpecError(f"in layout {lay.name}, the inputs have {total} elements together, more than the "
+                                f"limit of {case}; use smaller sizes", file=file,
+                                key=f"shape_families.{fam.name}.sizes")
+
+
+def _check_scale(value: float, file: str, key: str) -> float:
+    if abs(value) > MAX_GENERATOR_SCALE:
+        raise SpecError(f"{value:g} is beyond the limit of {MAX_GENERATOR_SCALE:g} for input scales and magnitudes",
+                        file=file, key=key)
+    return value
 
 
 def _check_shape(shape: Iterable[Any], dims: Mapping[str, str], file: str, key: str) -> Shape:
@@ -189,7 +231,8 @@ def _build_layout(name: str, data: dict[str, Any], dims: Mapping[str, str], inpu
     seen: set[str] = set()
     for i, idata in enumerate(data["identities"]):
         key = f"{base}.identities[{i}]"
-        ident = _build_identity(name, idata, known, shapes, dims, preconditions, file, key)
+        ident = _build_identity(name, idata, known, shapes, dims, preconditions, file, key,
+                                {k: str(v.get("role", "")) for k, v in inputs.items()})
         if ident.id in seen:
             raise SpecError(f"identity {ident.id!r} appears twice", file=file, key=f"{key}.id")
         seen.add(ident.id)
@@ -225,14 +268,17 @@ def raw_layout_pass(name: str, data: Mapping[str, Any], check: ExpressionCheck) 
 
 
 def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape], inputs: Mapping[str, Shape],
-                    dims: Mapping[str, str], preconditions: Mapping[str, Precondition], file: str, key: str) -> Identity:
-    kind = "gradient" if "gradient" in data else "jacobian"
+                    dims: Mapping[str, str], preconditions: Mapping[str, Precondition], file: str, key: str,
+                    roles: Mapping[str, str] | None = None) -> Identity:
+    roles = roles or {}
+    kind = next(k for k in IDENTITY_KINDS if k in data)
     q = data[kind]
     of, wrt = q["of"], q["wrt"]
     convention = q.get("convention")
     for role, nm in (("of", of), ("wrt", wrt)):
         if nm not in known:
             raise SpecError(f"{kind}.{role}: {nm!r} is neither an input nor a forward value", file=file, key=key)
+    direction = q.get("tangent", q.get("cotangent"))
     when = dict(data.get("when") or {})
     for d in when:
         if d not in dims:
@@ -252,6 +298,8 @@ def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape
         if declared != pinned[wrt]:
             raise ShapeError(f"a gradient has the shape of its variable: {wrt} is {format_shape(pinned[wrt])}, "
                              f"the identity is {format_shape(declared)}", file=file, key=f"{key}.shape")
+    elif kind in ("jvp", "vjp", "hessian", "hvp"):
+        _check_higher_order(kind, of, wrt, direction, pinned, declared, roles, file, key)
     else:
         lo, lw = vector_length(pinned[of]), vector_length(pinned[wrt])
         if lo is None or lw is None:
@@ -270,8 +318,45 @@ def _build_identity(layout: str, data: dict[str, Any], known: Mapping[str, Shape
     return Identity(
         id=data["id"], layout=layout, kind=kind, of=of, wrt=wrt, convention=convention, expr=expr, text=data["expr"],
         shape=declared, requires=requires, when=when, description=data.get("description", ""),
-        symmetric=bool(data.get("symmetric", False)),
+        symmetric=bool(data.get("symmetric", False)), direction=direction,
     )
+
+
+#: The keys an identity names its derivative with (spec/schema.json), first order first.
+IDENTITY_KINDS = ("gradient", "jacobian", "jvp", "vjp", "hessian", "hvp")
+
+
+def _check_higher_order(kind: str, of: str, wrt: str, direction: str | None, pinned: Mapping[str, Shape],
+                        declared: Shape, roles: Mapping[str, str], file: str, key: str) -> None:
+    """Shapes and directions of a jvp / vjp / hessian / hvp identity (docs/backends.md, "Quantity kinds")."""
+    role = DIRECTION_ROLE.get(kind)
+    if role is not None:
+        if direction not in roles:
+            raise SpecError(f"{kind}.{role}: {direction!r} is not a declared input (declare it under `inputs` "
+                            f"with role: {role})", file=file, key=key)
+        if roles[direction] != role:
+            raise SpecError(f"{kind}.{role}: the input {direction!r} has role {roles[direction]!r}; a {kind} needs "
+                            f"one with role: {role}", file=file, key=key)
+        along = pinned[of] if kind == "vjp" else pinned[wrt]
+        if pinned[direction] != along:
+            raise ShapeError(f"the {role} {direction} is {format_shape(pinned[direction])}; a {kind} of {of} "
+                             f"with respect to {wrt} needs the shape of {of if kind == 'vjp' else wrt}, "
+                             f"{format_shape(along)}", file=file, key=key)
+    if kind in ("hessian", "hvp") and pinned[of] != (1, 1):
+        raise SpecError(f"{kind} of {of!r}, which is not a scalar ({format_shape(pinned[of])})", file=file, key=key)
+    if kind == "hessian":
+        k = vector_length(pinned[wrt])
+        if k is None:
+            raise SpecError(f"a hessian is taken with respect to a vector; pin the batch with `when` (wrt "
+                            f"{format_shape(pinned[wrt])})", file=file, key=key)
+        expected: Shape = (k, k)
+    else:
+        expected = pinned[of] if kind == "jvp" else pinned[wrt]
+    if declared != expected:
+        what = {"jvp": f"the shape of {of}", "vjp": f"the shape of {wrt}", "hvp": f"the shape of {wrt}",
+                "hessian": "its variable's length squared"}[kind]
+        raise ShapeError(f"a {kind} has {what}, {format_shape(expected)}; the identity declares "
+                         f"{format_shape(declared)}", file=file, key=f"{key}.shape")
 
 
 def _build_tolerance(data: dict[str, Any], file: str) -> TolerancePolicy:
@@ -293,17 +378,17 @@ def _build_generator(data: dict[str, Any], file: str, key: str) -> Generator:
     if kind == "labels":
         return Generator("labels", labels=value, at_spike=data.get("at") == "spike")
     if kind == "uniform":
-        low, high = float(value[0]), float(value[1])
+        low, high = (_check_scale(float(v), file, f"{key}.uniform") for v in value)
         if not low < high:
             raise SpecError("uniform needs low < high", file=file, key=key)
         return Generator("uniform", low=low, high=high)
     if kind == "subnormal":
         return Generator("subnormal")
     if kind == "constant":
-        return Generator("constant", scale=float(value))
+        return Generator("constant", scale=_check_scale(float(value), file, f"{key}.constant"))
     if isinstance(value, str):
         return Generator(kind, magnitude_sign=-1 if value.startswith("-") else 1)
-    return Generator(kind, scale=float(value))
+    return Generator(kind, scale=_check_scale(float(value), file, f"{key}.{kind}"))
 
 
 def _build_regime(name: str, data: dict[str, Any], inputs: Mapping[str, Any], families: Mapping[str, ShapeFamily],
@@ -338,7 +423,7 @@ def _build_regime(name: str, data: dict[str, Any], inputs: Mapping[str, Any], fa
             raise SpecError(f"violates unknown precondition {v!r}", file=file, key=f"{base}.violates")
     return Regime(
         name=name, description=data["description"], generators=gens,
-        magnitudes=tuple(float(m) for m in mags) if mags else (None,), families=fams,
+        magnitudes=tuple(_check_scale(float(m), file, f"{base}.magnitudes") for m in mags) if mags else (None,), families=fams,
         examples=int(data.get("examples", 2)), violates=violates,
     )
 

@@ -31,6 +31,8 @@ __all__ = [
     "Generator",
     "TolerancePolicy",
     "NegativeIdentity",
+    "DIRECTION_ROLES",
+    "DIRECTION_ROLE",
 ]
 
 K = TypeVar("K")
@@ -76,6 +78,14 @@ class FrozenMap(Mapping[K, V]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenMap, (self._data,))
+
+
+#: Input roles that are directions of a derivative (the tangents and cotangents of jvp, vjp and hvp
+#: identities), not inputs of the forward computation: one definition for the loader, the case
+#: generator and the executor.
+DIRECTION_ROLES: frozenset[str] = frozenset({"tangent", "cotangent"})
+#: The role of the input a directional kind is taken along (jvp and hvp: a tangent; vjp: a cotangent).
+DIRECTION_ROLE: Mapping[str, str] = FrozenMap({"jvp": "tangent", "hvp": "tangent", "vjp": "cotangent"})
 
 
 def _freeze(obj: object, maps: tuple[str, ...] = (), seqs: tuple[str, ...] = ()) -> None:
@@ -142,7 +152,12 @@ class Identity:
 
     ``kind`` is ``"gradient"`` (of a scalar; the result has the shape of
     ``wrt``) or ``"jacobian"`` (of a vector; numerator layout puts d of_i /
-    d wrt_j at row i, column j; denominator layout is its transpose).
+    d wrt_j at row i, column j; denominator layout is its transpose), or a
+    higher-order or forward-mode kind: ``"jvp"`` (J v, shape of ``of``),
+    ``"vjp"`` (u^T J, shape of ``wrt``), ``"hessian"`` (of a scalar with
+    respect to a vector, k x k) or ``"hvp"`` (the Hessian times v, shape of
+    ``wrt``). ``direction`` is the input that holds v (tangent) or u
+    (cotangent); None for the other kinds.
     """
 
     id: str
@@ -158,14 +173,16 @@ class Identity:
     when: Mapping[str, int] = field(default_factory=FrozenMap)
     description: str = ""
     symmetric: bool = False  # declared: the value equals its transpose, so no test can tell the two apart
+    direction: str | None = None  # the tangent (jvp, hvp) or cotangent (vjp) input
 
     def __post_init__(self) -> None:
         _freeze(self, maps=("when",), seqs=("requires",))
 
     @property
     def quantity(self) -> tuple[str, str, str, str | None]:
-        """What the identity is about, independent of its formula."""
-        return (self.kind, self.of, self.wrt, self.convention)
+        """What the identity is about, independent of its formula (for a directional kind the convention slot
+        holds the direction: J v and J u are different quantities)."""
+        return (self.kind, self.of, self.wrt, self.convention if self.direction is None else self.direction)
 
 
 @dataclass(frozen=True)

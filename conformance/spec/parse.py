@@ -7,7 +7,9 @@ non-negative integer literal, ``.T``, and calls of the primitives in
 only keyword, where the primitive's record admits it). Python's own parser is
 used only to tokenise and build a syntax tree; every node is then checked and
 converted, and anything else is an error that names the file, the key and the
-offending token.
+offending token. The limits (:data:`MAX_EXPRESSION_LENGTH`, :data:`MAX_EXPRESSION_DEPTH`,
+:data:`MAX_EXPRESSION_NODES`, :data:`MAX_EXPONENT`, :data:`MAX_LITERAL`) keep
+every expression cheap to shape-check and to evaluate exactly.
 """
 
 from __future__ import annotations
@@ -20,10 +22,20 @@ from conformance.errors import SpecError
 from conformance.expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
 from conformance.primitives import PRIMITIVES, AxisUse
 
-__all__ = ["parse_expr", "MAX_EXPRESSION_LENGTH"]
+__all__ = ["parse_expr", "MAX_EXPRESSION_LENGTH", "MAX_EXPRESSION_DEPTH", "MAX_EXPRESSION_NODES", "MAX_EXPONENT",
+           "MAX_LITERAL"]
 
+#: the longest expression, in characters (the schema says the same)
 MAX_EXPRESSION_LENGTH = 4000
-_MAX_DEPTH = 200
+#: the deepest nesting of an expression's tree
+MAX_EXPRESSION_DEPTH = 200
+#: the most nodes (names, literals, operations) of one expression's tree
+MAX_EXPRESSION_NODES = 1000
+#: the largest power of a leaf, ``**`` exponents multiplied along nested powers: ``(x**8)**8`` is x**64, the limit;
+#: ``((x**64)**64)**64`` would be x**262144, whose exact values have megabits
+MAX_EXPONENT = 64
+#: the largest magnitude of a numeric literal (float64's largest finite value is about 1.8e308)
+MAX_LITERAL = Fraction(10) ** 300
 
 _BINOPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult: "@"}
 _OP_SPELLING: dict[type, str] = {
@@ -64,9 +76,15 @@ def parse_expr(text: str, *, names: Collection[str], file: str | None = None, ke
     text = text.strip()
     known = frozenset(names)
 
-    def conv(node: ast.AST, depth: int) -> Expr:
-        if depth > _MAX_DEPTH:
-            raise fail("expression nested too deeply", node)
+    count = 0
+
+    def conv(node: ast.AST, depth: int, power: int = 1) -> Expr:
+        nonlocal count
+        count += 1
+        if count > MAX_EXPRESSION_NODES:
+            raise fail(f"expression of more than {MAX_EXPRESSION_NODES} nodes (split it into forward definitions)")
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise fail(f"expression nested more than {MAX_EXPRESSION_DEPTH} levels deep", node)
         if isinstance(node, ast.Name):
             if node.id not in known:
                 hint = ""
@@ -83,25 +101,30 @@ def parse_expr(text: str, *, names: Collection[str], file: str | None = None, ke
                 exact = Fraction(literal.replace("_", ""))
             except (ValueError, ZeroDivisionError):
                 raise fail("numeric literal that is not a finite real number", node) from None
+            if abs(exact) > MAX_LITERAL or (exact != 0 and abs(exact) < 1 / MAX_LITERAL):
+                raise fail("numeric literal beyond the limit of magnitudes between 1e-300 and 1e300", node)
             return Const(exact, text=literal, col=node.col_offset)
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.USub):
-                return Neg(conv(node.operand, depth + 1), col=node.col_offset)
+                return Neg(conv(node.operand, depth + 1, power), col=node.col_offset)
             raise fail(f"operator {_OP_SPELLING.get(type(node.op), type(node.op).__name__)!r} is not allowed", node)
         if isinstance(node, ast.BinOp):
             if isinstance(node.op, ast.Pow):
                 exp = node.right
                 if not (isinstance(exp, ast.Constant) and type(exp.value) is int and 0 <= exp.value <= 64):
                     raise fail("'**' takes a non-negative integer literal exponent (at most 64)", exp)
-                return Pow(conv(node.left, depth + 1), int(exp.value), col=node.col_offset)
+                total = power * max(int(exp.value), 1)
+                if total > MAX_EXPONENT:
+                    raise fail(f"nested powers amount to an exponent of {total}, more than {MAX_EXPONENT}", node)
+                return Pow(conv(node.left, depth + 1, total), int(exp.value), col=node.col_offset)
             op = _BINOPS.get(type(node.op))
             if op is None:
                 raise fail(f"operator {_OP_SPELLING.get(type(node.op), type(node.op).__name__)!r} is not allowed", node)
-            return BinOp(op, conv(node.left, depth + 1), conv(node.right, depth + 1), col=node.col_offset)
+            return BinOp(op, conv(node.left, depth + 1, power), conv(node.right, depth + 1, power), col=node.col_offset)
         if isinstance(node, ast.Attribute):
             if node.attr != "T":
                 raise fail(f"attribute access is not allowed (only '.T', the transpose), found '.{node.attr}'", node)
-            return Transpose(conv(node.value, depth + 1), col=node.col_offset)
+            return Transpose(conv(node.value, depth + 1, power), col=node.col_offset)
         if isinstance(node, ast.Call):
             func = node.func
             if not isinstance(func, ast.Name):
@@ -126,7 +149,7 @@ def parse_expr(text: str, *, names: Collection[str], file: str | None = None, ke
                 axis = int(kw.value.value)
             if prim.axis is AxisUse.REQUIRED and axis is None:
                 raise fail(f"{fn} needs axis=0 or axis=1 (which way each distribution runs)", node)
-            return Call(fn, tuple(conv(a, depth + 1) for a in node.args), axis, col=node.col_offset)
+            return Call(fn, tuple(conv(a, depth + 1, power) for a in node.args), axis, col=node.col_offset)
         spelled = {
             ast.Compare: "comparison", ast.BoolOp: "boolean operator", ast.Subscript: "indexing",
             ast.Lambda: "lambda", ast.IfExp: "conditional expression", ast.Tuple: "tuple", ast.List: "list",

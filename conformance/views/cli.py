@@ -31,6 +31,7 @@ from conformance.cases.generate import Case
 from conformance.checks.formula import add_check_arguments, main_check
 from conformance.checks.lint import lint, spec_files
 from conformance.errors import BackendNotFound, GradconformError, OutputError, SelectionError
+from conformance.execution.probe import probe
 from conformance.execution.registry import BUILTIN, RENAMED, BackendRef, discover, find, renamed
 from conformance.execution.sharding import parse_shard
 from conformance.execution.worker import Worker
@@ -75,8 +76,10 @@ def _probe(name: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-
-    found = [(ref, _probe(ref.name)) for ref in discover()]
+    """The built-ins are described from their installed distributions (conformance.execution.probe: no torch or
+    jax import, a second in all); with ``--load`` or ``-v`` every backend is loaded in its worker, as a run does."""
+    load = args.load or args.verbose
+    found = [(ref, (None if load else probe(ref)) or _probe(ref.name)) for ref in discover()]
     rows = []
     for ref, info in found:
         versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
@@ -168,6 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = out / report_dir_name(info.name or ref.name) / "results.json.gz"
         try:
             (_suite_with_pytest if args.workers or args.shard else _suite_in_process)(ref, results, args)
+        except OutputError as exc:  # the run happened; its results went elsewhere (or nowhere): 3, as the plugin
+            print(f"gradconform: {exc}", file=sys.stderr)
+            return 3
         except GradconformError as exc:
             print(f"gradconform: {exc}", file=sys.stderr)
             return 2
@@ -274,13 +280,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         print(f"gradconform: no such results file: {missing[0]}", file=sys.stderr)
         return 2
-    if not args.results and not find_results(out):
-        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
-              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
-        return 2
+    # first: a --out that cannot hold reports is the problem, whatever else (no results there is then no news)
     problem = output_problem(out, directory=True)
     if problem is not None:
         print(f"gradconform: --out {args.out}: {problem}; choose another directory", file=sys.stderr)
+        return 2
+    if not args.results and not find_results(out):
+        print(f"gradconform: no results under {out}/ (expected {out}/<backend>/results.json[.gz]); "
+              f"give results files, or run `gradconform run --out {out}` first", file=sys.stderr)
         return 2
     try:
         built = build_reports(out, args.results)
@@ -437,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     bl.set_defaults(func=cmd_baseline)
 
     b = sub.add_parser("backends", help="list the backends found, with versions or why they are unavailable")
-    b.add_argument("-v", "--verbose", action="store_true", help="also say what each backend computes, and how")
+    b.add_argument("-v", "--verbose", action="store_true",
+                   help="also say what each backend computes, and how (loads every backend, as --load)")
+    b.add_argument("--load", action="store_true",
+                   help="load every backend in its worker (imports torch, jax: slow) instead of probing the built-ins "
+                        "from their installed distributions; finds installs that are present but broken")
     b.set_defaults(func=cmd_backends)
 
     rr = sub.add_parser("rerun", help="recompute one case of a results file, exactly")

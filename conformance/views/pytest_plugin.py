@@ -22,7 +22,7 @@ import pytest
 
 from conformance.cache.oracle_cache import DEFAULT_DIR, ENV_CACHE, resolve_cache_dir
 from conformance.cases.generate import DEFAULT_SEED
-from conformance.errors import BackendNotFound, ResultsFileError, SpecError
+from conformance.errors import BackendNotFound, OutputError, ResultsFileError, SpecError
 from conformance.execution.registry import RENAMED, BackendRenamed, renamed
 from conformance.execution.sharding import Shard, assign, group_units, parse_shard, unit_of
 from conformance.oracle.engines.base import EngineUnavailable
@@ -347,7 +347,12 @@ def part_path(path: Path, run_id: str, worker: str) -> Path:
 def _save(session: pytest.Session, path: Path, doc: dict[str, Any]) -> Path:
     """Write the results to ``path``, or where :func:`write_results` falls back to (said, and the run's exit
     status is then not 0: a CI gate must not read an old file as this run's)."""
-    written, problem = write_results(path, doc)
+    try:
+        written, problem = write_results(path, doc)
+    except OutputError as exc:  # nowhere to write: said, and the run fails (no traceback at the end of a run)
+        _warn(session.config, f"gradconform: {exc}")
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return path.with_name(path.name + ".unwritten")  # never equal to ``path``: no report is built from it
     if problem is not None:
         _warn(session.config, f"gradconform: {problem}; the results of this run are in {written}")
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -399,8 +404,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
         written = _save(session, path, merged)
-        for p in parts:
-            p.unlink()
+        if written.is_file():  # the parts are this run's only copy until the merged results are written somewhere
+            for p in parts:
+                p.unlink()
         if config.getoption("--gc-report") and written == path:
             from conformance.report import build_backend_report  # lazy: jinja2 and matplotlib, only with --gc-report
 

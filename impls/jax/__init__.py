@@ -13,7 +13,11 @@ from jax's autodiff, never from the spec's closed forms:
   value inside a computation, so the loss is written as a function of it);
 * Jacobians with ``jax.jacrev`` of the function ``wrt -> of``, flattened to
   (len(of), len(wrt)) in numerator layout and transposed for denominator
-  layout, as the quantity states.
+  layout, as the quantity states;
+* forward mode and second order over the same function ``wrt -> of``:
+  ``jvp`` with ``jax.jvp``, ``vjp`` with ``jax.vjp``, ``hessian`` with
+  ``jax.hessian`` (forward over reverse) and ``hvp`` as
+  ``jax.jvp(jax.grad(...))``.
 
 Everything a request asks for is one function, compiled with ``jax.jit``
 once per (model, quantities) and by jax once per shape and dtype, which is
@@ -49,8 +53,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from conformance.backend import DTYPES, Backend, Model, NotSupported, Ops, Quantity, Request, UnsupportedPrimitive, \
-    interpret, numpy_dtype
+from conformance.backend import DTYPES, QUANTITY_KINDS, Backend, Model, NotSupported, Ops, Quantity, Request, \
+    UnsupportedPrimitive, interpret, numpy_dtype
 from impls.forward_graph import depends_on, evaluate_downstream
 from impls.fused_xent import XENT_PER_SAMPLE, XENT_SUM, fuse_cross_entropy
 
@@ -183,6 +187,9 @@ class JaxBackend(Backend):
     def dtypes(self) -> frozenset[str]:
         return frozenset(DTYPES)
 
+    def quantity_kinds(self) -> frozenset[str]:
+        return QUANTITY_KINDS
+
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if jax is not None and _gpus() else ("cpu",)
 
@@ -244,8 +251,10 @@ class JaxBackend(Backend):
         return out
 
     def _declined(self, spec_model: Model, model: Model, q: Quantity) -> NotSupported | None:
-        if q.kind not in ("value", "gradient", "jacobian"):
+        if q.kind not in QUANTITY_KINDS:
             return NotSupported(f"quantity kind {q.kind!r}")
+        if q.kind in ("jvp", "vjp", "hvp") and q.direction not in spec_model.inputs:
+            return NotSupported(f"a {q.kind} without its direction among the inputs ({q.direction!r})")
         if q.kind == "value":
             return None
         if q.wrt is None:
@@ -293,13 +302,15 @@ def _gpus() -> list[Any]:
         return []
 
 
-#: What a quantity asks to be computed, whatever its id: (kind, of, wrt, convention).
+#: What a quantity asks to be computed, whatever its id: (kind, of, wrt, convention or direction).
 Work = tuple[str, str, str, str]
 
 
 def _work_key(q: Quantity) -> Work:
     if q.kind == "value":
         return ("value", q.of, "", "")
+    if q.kind in ("jvp", "vjp", "hvp"):
+        return (q.kind, q.of, q.wrt or "", q.direction or "")
     return (q.kind, q.of, q.wrt or "", (q.convention or "numerator") if q.kind == "jacobian" else "")
 
 
@@ -326,9 +337,24 @@ def _build(model: Model, work: tuple[Work, ...], ops: JaxOps) -> Callable[[Mappi
                 if env[of].size != 1:
                     raise NotSupported(f"gradient of {of!r}, which is not a scalar (shape {env[of].shape})")
                 out[item] = jax.grad(lambda v: fn(v).reshape(()))(at)
+            elif kind in ("jvp", "vjp", "hessian", "hvp"):
+                out[item] = _higher_order(kind, fn, at, env.get(convention))
             else:
                 jac = jax.jacrev(fn)(at).reshape(env[of].size, at.size)  # numerator: d of_i / d wrt_j
                 out[item] = jac.T if convention == "denominator" else jac
         return out
 
     return program
+
+
+def _higher_order(kind: str, fn: Callable[[Any], Any], at: Any, direction: Any) -> Any:
+    """jax.jvp, jax.vjp, jax.hessian, or jax.jvp of jax.grad (the Hessian times a tangent), of ``wrt -> of``."""
+    if kind == "jvp":
+        return jax.jvp(fn, (at,), (direction,))[1]
+    if kind == "vjp":
+        _, pull = jax.vjp(fn, at)
+        return pull(direction)[0]
+    scalar = lambda v: fn(v).reshape(())  # noqa: E731 - the loss as a function of wrt, for jax.grad / hessian
+    if kind == "hessian":
+        return jax.hessian(scalar)(at).reshape(at.size, at.size)
+    return jax.jvp(jax.grad(scalar), (at,), (direction,))[1]

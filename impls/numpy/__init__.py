@@ -2,7 +2,8 @@
 
 It is the reference floating-point evaluation of the spec: forward values
 from the forward definitions, gradients and Jacobians from the identities'
-closed forms (there is no autodiff in numpy). Careful where care is standard
+closed forms (there is no autodiff in numpy), and so are the JVPs, VJPs,
+Hessians and Hessian-vector products. Careful where care is standard
 practice, and nowhere else:
 
 * softmax, log-softmax and logsumexp subtract the maximum first;
@@ -24,8 +25,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import DTYPES, Backend, NotSupported, Ops, Request, UnsupportedPrimitive, fuse_log_softmax, \
-    interpret, numpy_dtype
+from conformance.backend import DTYPES, QUANTITY_KINDS, Backend, NotSupported, Ops, Request, UnsupportedPrimitive, \
+    fuse_log_softmax, interpret, numpy_dtype
 
 __all__ = ["NumpyBackend", "NumpyComposedBackend", "NumpyOps"]
 
@@ -133,6 +134,10 @@ class NumpyBackend(Backend):
 
     def dtypes(self) -> frozenset[str]:
         return frozenset(DTYPES)
+
+    def quantity_kinds(self) -> frozenset[str]:
+        """Every kind: each is a closed form of the spec (a JVP, VJP, Hessian or HVP as much as a gradient)."""
+        return QUANTITY_KINDS
 
     def versions(self) -> Mapping[str, str]:
         import ml_dtypes

@@ -12,7 +12,11 @@ derivative comes from torch's autodiff, never from the spec's closed forms:
 * Jacobians with ``torch.autograd.functional.jacobian`` of the function
   ``wrt -> of`` (the forward definitions after ``wrt``, re-interpreted),
   flattened to (len(of), len(wrt)) in numerator layout and transposed for
-  denominator layout, as the quantity states.
+  denominator layout, as the quantity states;
+* forward mode and second order with ``torch.func`` over the same slice
+  ``wrt -> of``: ``jvp`` (forward-mode AD), ``vjp``, ``hessian``
+  (``torch.func.hessian``: forward over reverse) and ``hvp``
+  (``torch.func.jvp`` of ``torch.func.grad``).
 
 Two variants, because users have two choices for the loss (the naming rule
 of every built-in: the plain name is the stable form, ``-composed`` the
@@ -39,7 +43,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.backend import DTYPES, Backend, Model, NotSupported, Ops, Request, UnsupportedPrimitive, interpret
+from conformance.backend import DTYPES, QUANTITY_KINDS, Backend, Model, NotSupported, Ops, Quantity, Request, \
+    UnsupportedPrimitive, interpret
 from impls.forward_graph import depends_on, evaluate_downstream
 from impls.fused_xent import XENT_PER_SAMPLE, XENT_SUM, fuse_cross_entropy
 
@@ -184,6 +189,9 @@ class TorchBackend(Backend):
     def dtypes(self) -> frozenset[str]:
         return frozenset(DTYPES)
 
+    def quantity_kinds(self) -> frozenset[str]:
+        return QUANTITY_KINDS
+
     def devices(self) -> tuple[str, ...]:
         if torch is not None and torch.cuda.is_available():
             return ("cpu", "cuda")
@@ -238,6 +246,8 @@ class TorchBackend(Backend):
                     result = grads[(q.of, q.wrt)]
                 elif q.kind == "jacobian":
                     result = self._jacobian(model, q.of, q.wrt, q.convention, detached, ops)
+                elif q.kind in ("jvp", "vjp", "hessian", "hvp"):
+                    result = self._higher_order(model, q, detached, ops)
                 else:
                     raise NotSupported(f"quantity kind {q.kind!r}")
                 out[q.id] = result if isinstance(result, BaseException) else _to_numpy(result, request.dtype)
@@ -289,6 +299,26 @@ class TorchBackend(Backend):
         if convention not in (None, "numerator"):
             raise NotSupported(f"Jacobian convention {convention!r}")
         return flat
+
+    def _higher_order(self, model: Model, q: Quantity, env: Mapping[str, "torch.Tensor"],
+                      ops: TorchOps) -> "torch.Tensor":
+        """Forward mode and second order with torch.func: ``jvp``, ``vjp``, ``hessian`` (forward over reverse,
+        torch.func.hessian) and ``hvp`` (torch.func.jvp of torch.func.grad), of the function ``wrt -> of``."""
+        if q.wrt is None:
+            raise NotSupported(f"a {q.kind} without 'wrt'")
+        fn = evaluate_downstream(model, q.wrt, q.of, env, ops)
+        at = env[q.wrt]
+        if q.kind == "hessian":
+            return torch.func.hessian(lambda w: fn(w).reshape(()))(at).reshape(at.numel(), at.numel())
+        if q.direction is None or q.direction not in env:
+            raise NotSupported(f"a {q.kind} without its direction among the inputs ({q.direction!r})")
+        d = env[q.direction]
+        if q.kind == "jvp":
+            return torch.func.jvp(fn, (at,), (d,))[1]
+        if q.kind == "vjp":
+            _, pull = torch.func.vjp(fn, at)
+            return pull(d)[0]
+        return torch.func.jvp(torch.func.grad(lambda w: fn(w).reshape(())), (at,), (d,))[1]
 
 
 class TorchComposedBackend(TorchBackend):
