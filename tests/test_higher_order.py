@@ -212,7 +212,7 @@ HVP_A = ("((sum(y, axis=1) * (yhat * (((h - h*h) * v_a) @ W2) - yhat * sum(yhat 
     ("sum(y) * (Diag(yhat) - yhat.T @ yhat)", dict(wrt="theta", kind="hessian"), "correct", None),
     ("sum(y) * Diag(yhat - yhat*yhat)", dict(wrt="theta", kind="hessian"), "wrong", "missing_term"),
     (HVP_A.format(curvature="(1 - 2*h)"), dict(wrt="a", kind="hvp", along="v_a"), "correct", None),
-    (HVP_A.format(curvature="1"), dict(wrt="a", kind="hvp", along="v_a"), "wrong", None),
+    (HVP_A.format(curvature="1"), dict(wrt="a", kind="hvp", along="v_a"), "wrong", "missing_term"),  # docs/check.md
     ("u_h * (h - h*h)", dict(of="h", wrt="a", kind="vjp", along="u_h"), "correct", None),
     ("yhat * v_theta - yhat * sum(yhat * v_theta, axis=1)", dict(of="yhat", wrt="theta", kind="jvp", along="v_theta"),
      "correct", None),

@@ -60,8 +60,8 @@ class Comparison:
     worst_bound: float | None = None
     worst_allowed: float | None = None
     uninformative: int = 0  # components whose bound is no smaller than the exact value itself
-    toward_zero: int = 0  # inexact finite components smaller in magnitude than the exact value, of its sign (or 0)
-    away_from_zero: int = 0  # the other inexact finite components (larger in magnitude, or of the other sign)
+    toward_zero: int = 0  # counted components (see _directions) smaller in magnitude than the exact value, of its sign
+    away_from_zero: int = 0  # the other counted components (larger in magnitude, or of the other sign)
     ulp_hist: tuple[int, ...] = field(default=(), repr=False)
 
 
@@ -116,12 +116,7 @@ def compare(got: Any, exact: Exact, bound: np.ndarray, *, dtype: str, expected_s
     worst = np.unravel_index(int(np.argmax(flat_ratio)), g.shape) if g.size else None
     covered = bound >= np.abs(hi)
     uninformative = int(covered.sum() - (covered & (hi == 0) & (bound == 0)).sum())
-    # the sign of the errors, for the grade tier's sign-bias finding (conformance/results/summary.py): a store
-    # that truncates toward zero passes every per-component check, and shows here over many components
-    with np.errstate(all="ignore"):
-        inexact = np.isfinite(g) & (err > 0) & np.isfinite(hi)
-        exact_val = hi + lo
-        toward = inexact & (np.abs(g) < np.abs(exact_val)) & (np.sign(g) * np.sign(exact_val) >= 0)
+    inexact, toward = _directions(g, hi, lo, ref64, fmt)
     n_toward = int(toward.sum())
     common: dict[str, Any] = dict(
         components=int(g.size),
@@ -157,6 +152,21 @@ def compare(got: Any, exact: Exact, bound: np.ndarray, *, dtype: str, expected_s
                  f"{common['worst_allowed']:.3g} (ratio {common['max_ratio']:.3g})"),
         **common,
     )
+
+
+def _directions(g: np.ndarray, hi: np.ndarray, lo: np.ndarray, ref64: np.ndarray,
+                fmt: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The components that count for the grade tier's sign-bias finding (conformance/results/summary.py), and
+    those of them that err toward zero. A store that truncates toward zero passes every per-component check and
+    shows only over many components. Counted: finite answers that are not the correctly rounded value, where the
+    exact value is in the normal range. A correctly rounded answer says nothing about a direction (which way
+    rounding to nearest goes is the exact value's business: over a case's structured values it is far from one
+    half), and a flush or an underflow toward zero is allowed (eta) and not a store's bias."""
+    with np.errstate(all="ignore"):
+        exact_val = hi + lo
+        counted = np.isfinite(g) & np.isfinite(hi) & (g != ref64) & (np.abs(exact_val) >= 2.0 ** fmt.emin)
+        toward = counted & (np.abs(g) < np.abs(exact_val)) & (np.sign(g) * np.sign(exact_val) >= 0)
+    return counted, toward
 
 
 def _regular(got: Any, exact: Exact, bound: Any, expected_shape: tuple[int, int], fmt: Any) -> bool:
@@ -215,6 +225,9 @@ def _stacked(items: Sequence[tuple[Any, Exact, np.ndarray, tuple[int, int]]], fm
     covered = bound >= np.abs(hi)
     covered_zero = covered & (hi == 0) & (bound == 0)
     beyond = err > allowed
+    counted, toward = _directions(g, hi, lo, ref64, fmt)
+    n_counted = np.add.reduceat(counted.astype(np.int64), starts)
+    n_toward = np.add.reduceat(toward.astype(np.int64), starts)
     seg = np.repeat(np.arange(len(items)), sizes)
     max_ratio = np.maximum.reduceat(flat_ratio, starts)
     max_err = np.maximum.reduceat(err, starts)
@@ -239,6 +252,7 @@ def _stacked(items: Sequence[tuple[Any, Exact, np.ndarray, tuple[int, int]]], fm
             worst_got=_f(g[flat_worst]), worst_exact=_f(hi[flat_worst]), worst_bound=_f(bound[flat_worst]),
             worst_allowed=_f(allowed[flat_worst]),
             uninformative=max(int(n_covered[k] - n_covered_zero[k]), 0),
+            toward_zero=int(n_toward[k]), away_from_zero=int(n_counted[k] - n_toward[k]),
             ulp_hist=hist[k],
         )
         if n_nonfinite[k]:

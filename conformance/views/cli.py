@@ -367,7 +367,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"gradconform: cannot read results file {path}: {exc}", file=sys.stderr)
             return 2
-    shards = sorted({d.get("settings", {}).get("shard") for d in docs} - {None})
     parsed = {}
     for doc, path in zip(docs, args.inputs):
         shard = doc.get("settings", {}).get("shard")
