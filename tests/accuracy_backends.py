@@ -42,7 +42,8 @@ class Recipe:
               ``actual`` and return the result cast to ``claimed`` (the fault "computing in float32
               while claiming float64"); other dtypes are computed as requested
     acc       accumulation dtype of sums and products: "spec" (float32 for float16/bfloat16,
-              else the dtype) or "float64"
+              else the dtype), "float64", or fault "storage" (the storage dtype itself: float16 sums
+              accumulated in float16, bfloat16 in bfloat16, against the spec's declared float32)
     order     summation order inside sums and products: "blas" (numpy/BLAS), "reverse"
               (sequential, last term first) or "pairwise" (recursive halving)
     sigmoid   "stable" (two branches on exp(-|a|)), "naive" (1 / (1 + exp(-a))),
@@ -96,6 +97,8 @@ class _Arith:
         narrow = dtype in ("float16", "bfloat16")
         if recipe.acc == "float64":
             self.acc = np.dtype(np.float64)
+        elif recipe.acc == "storage":
+            self.acc = self.dt
         else:
             self.acc = np.dtype(np.float32) if narrow else self.dt
         self.order = recipe.order
@@ -432,6 +435,8 @@ FAULTS: dict[str, Recipe] = {
     "sigmoid-expratio": Recipe(sigmoid="expratio"),
     "sigmoid-tanh": Recipe(sigmoid="tanh"),
     "sigmoid-oneminus": Recipe(sigmoid="oneminus"),
+    # sequential, so that every addition is rounded to the 16-bit accumulator (no BLAS kernel widens it)
+    "16bit-accumulation": Recipe(acc="storage", order="reverse"),
     "truncating-stores": Recipe(compute=(("float16", "float32"), ("bfloat16", "float32")), store="truncate"),
 }
 

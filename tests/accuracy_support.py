@@ -32,14 +32,15 @@ _RECORDS: dict[tuple[str, int, int, tuple[str, ...]], tuple[Spec, list[Record]]]
 def sweep(spec: Spec, name: str, *, examples: int = EXAMPLES, cache: RunCache | None = None,
           dtypes: tuple[str, ...] = DTYPES) -> list[Record]:
     """Every record of implementation ``name`` over every layout, dtype and regime of ``spec`` (of the kinds it
-    computes: the kinds it does not list are declined, and those records are left out)."""
+    computes: the kinds it does not list are declined, and those records are left out), but the wide regimes
+    (slow, and the FMA emulation takes minutes there; tests/test_wide.py checks the implementations at width)."""
     key = (name, examples, id(spec), dtypes)  # the spec is kept alive in the value: its id stays unique
     if key not in _RECORDS:
         out: list[Record] = []
         with Run(spec, target(name), isolate=False, examples=examples, cache=cache or SHARED_CACHE) as run:
             for layout in spec.layouts:
                 for dtype in dtypes:
-                    for regime in spec.regimes:
+                    for regime in (r for r in spec.regimes if not spec.is_wide(r)):  # width: tests/test_wide.py
                         # the implementations are hand-written first order (no quantity_kinds): their records of
                         # the forward-mode and second-order kinds are "not supported, never asked", left out here
                         out.extend(r for r in run.group(layout, dtype, regime).records

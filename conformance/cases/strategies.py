@@ -63,10 +63,17 @@ __all__ = ["inputs_strategy", "label_quantum_bits", "DIRECTION_ROLES"]
 _SEED = st.integers(0, 2**63 - 1)
 #: keep (True) or zero (False) one entry; sampled_from shrinks to its first element, so shrinking zeroes
 _KEEP = st.sampled_from((False,) + (True,) * 31)
+#: inputs with more entries than this (the wide family's) are drawn without hypothesis-drawn per-entry choices:
+#: hypothesis's buffer holds a few thousand choices per example, and a counterexample is not shrunk at that width
+_HYPOTHESIS_ENTRIES = 256
 
 
 def _masked(draw: Any, values: list[float], kept: list[int]) -> list[float]:
-    """``values`` with each entry zeroed or kept by a hypothesis draw; ``kept`` counts the kept entries."""
+    """``values`` with each entry zeroed or kept by a hypothesis draw; ``kept`` counts the kept entries.
+    Wider inputs are kept whole (see ``_HYPOTHESIS_ENTRIES``)."""
+    if len(values) > _HYPOTHESIS_ENTRIES:
+        kept.append(len(values))
+        return values
     keep = draw(st.lists(_KEEP, min_size=len(values), max_size=len(values)))
     kept.append(sum(keep))
     return [v if k else 0.0 for v, k in zip(values, keep)]
@@ -96,13 +103,16 @@ def _labels(draw: Any, gen: Generator, shape: tuple[int, int], sample_axis: int,
     q = label_quantum_bits(fmt)
     total = 1 << q
     rows: list[list[int]] = []
+    # wide label arrays: the soft weights come from a seeded numpy generator (see _HYPOTHESIS_ENTRIES)
+    rng = _sampler(draw, "labels", shape) if n_samples * k > _HYPOTHESIS_ENTRIES else None
     for _ in range(n_samples):
         if gen.labels == "onehot":
             pos = spike if (gen.at_spike and spike is not None) else draw(st.integers(0, k - 1))
             counts = [0] * k
             counts[pos % k] = total
         elif gen.labels == "soft":
-            weights = draw(st.lists(st.integers(0, 50), min_size=k, max_size=k))
+            weights = (draw(st.lists(st.integers(0, 50), min_size=k, max_size=k)) if rng is None
+                       else [int(w) for w in rng.integers(0, 51, k)])
             if sum(weights) == 0:
                 weights[0] = 1
             w = sum(weights)

@@ -215,8 +215,9 @@ class ErrorBounds:
         """``A @ B + c`` (or ``- c``) as one sum of k + 1 terms, the bias being one more term: a correct
         backend may add c anywhere in the accumulation (gemm with beta = 1, torch.addmm and nn.Linear
         start from it, sequentially or with FMA). Every order is within gamma_{k+1}(u_acc) (|A||B| + |c|)
-        (Higham Lemma 3.1), the spec's gamma_k |A||B| + u |v| too (Lemma 3.3); a wider accumulator may
-        also store A @ B in the dtype first (u |A||B|, flushed) and rounds the result once (u |v|)."""
+        (Higham Lemma 3.1), the spec's gamma_k |A||B| + u |v| too (Lemma 3.3); a wider accumulator may store
+        A @ B in the dtype first, u |A @ B| (u |A||B| if a factor is a product chain, else no other association
+        exists; |A||B| let a 16-bit accumulator pass at any width), and rounds once, u |v|."""
         k = self.value(product.left).shape[1]
         ax, ay = self.absval(product.left), self.absval(product.right)
         ex, ey = self.bound(product.left), self.bound(product.right)
@@ -224,7 +225,9 @@ class ErrorBounds:
         out = (_mm(ax, ey) + _mm(ex, ay) + _mm(ex, ey) + self.bound(term) + gamma(k + 1, self.ua) * terms
                + (k + 1) * self.acc.eta + self.eta)
         if self.wider_acc:
-            out = out + self.u * (ax @ ay) + self.u * av + self.eta
+            bare = [f.operand if isinstance(f, (Transpose, Neg)) else f for f in (product.left, product.right)]
+            chained = any(isinstance(f, (BinOp, Transpose, Neg)) or isinstance(f, Call) and f.fn == "Diag" for f in bare)
+            out = out + self.u * (ax @ ay if chained else np.abs(self.value(product))) + self.u * av + 2 * self.eta
         return out
 
     def _call(self, e: Call, v: np.ndarray, av: np.ndarray) -> np.ndarray:
@@ -425,15 +428,14 @@ class ErrorBounds:
         so |log y_i(x + d) - log y_i(x)| <= p_i = e_i + log sum_j y_j exp(e_j). Not merely first order.
         Rounding, relative: the shift x_i - m rounds with u |x_i - m|, which exp turns into a relative
         error, as does each term of the sum (weighted by y_j); exp adds c u to the numerator and to
-        the sum; the sum adds gamma_{k-1}; the division u.
-        """
+        the sum; the sum adds gamma_{k-1}; the division u; and >= 1/kappa of exp(log_softmax)'s (tolerances.md)."""
         ax_ = 1 if axis is None else axis
         if axis is None:
             x, ex = x.reshape(1, -1), ex.reshape(1, -1)
         k = x.shape[ax_]
         z = x - np.max(x, axis=ax_, keepdims=True)
-        y = np.exp(z)
-        y = y / np.sum(y, axis=ax_, keepdims=True)
+        s = np.sum(np.exp(z), axis=ax_, keepdims=True)
+        y = np.exp(z) / s
         with np.errstate(over="ignore", invalid="ignore"):
             # log sum_j y_j exp(e_j) = log1p(sum_j y_j expm1(e_j)) since sum_j y_j = 1: never below 0
             p = ex + np.log1p(np.sum(y * np.expm1(np.minimum(ex, 700.0)), axis=ax_, keepdims=True))
@@ -441,7 +443,8 @@ class ErrorBounds:
         c = self._budget("softmax")
         az = np.abs(z)
         rho = self.u * (az + np.sum(y * az, axis=ax_, keepdims=True)) + 2 * c + self.u + gamma(max(k - 1, 0), self.ua)
-        return y, p, rho, np.asarray(ax_)
+        lse = rho + self.u * az + (self.u + self._budget("log_softmax")) * np.log(s) - self.u
+        return y, p, np.maximum(rho, lse / self.policy.safety_factor), np.asarray(ax_)
 
     def _softmax(self, x: np.ndarray, ex: np.ndarray, y: np.ndarray, axis: int | None, c: float) -> np.ndarray:
         """softmax_i = exp(x_i - m) / sum_j exp(x_j - m), m the maximum.

@@ -124,7 +124,8 @@ def _pytest_command(doc: Mapping[str, Any], quantity: str, kind: str, layout: st
     # the seed always explicit: the command stays exact if the default ever changes
     return pytest_command(nodeid, str(name), seed=settings.get("seed"), examples=settings.get("examples"),
                           spec=str(spec_path) if spec_path and not _is_shipped_spec(str(spec_path)) else None,
-                          device=str(device) if device and device != "cpu" else None)
+                          device=str(device) if device and device != "cpu" else None,
+                          wide=settings.get("wide") is True)  # a wide run's tests may exist only with --gc-wide
 
 
 def _is_shipped_spec(path: str) -> bool:

@@ -110,10 +110,10 @@ def scheduling_scope(nodeid: str) -> str | None:
 
 
 def pytest_command(nodeid: str, backend: str, *, seed: int | None = None, examples: int | None = None,
-                   spec: str | None = None, device: str | None = None) -> str:
+                   spec: str | None = None, device: str | None = None, wide: bool = False) -> str:
     """The shell command that reruns exactly one test: by node id, since ``-k`` matches substrings
     (``L-row-float64-benign`` is a substring of ``dL/dtheta.general-row-float64-benign``). Options left
-    None are left out (their defaults apply)."""
+    None are left out (their defaults apply); ``wide``: the test exists only with ``--gc-wide``."""
     args = ["pytest", nodeid, "--gc-backend", backend]
     if seed is not None:
         args += ["--gc-seed", str(seed)]
@@ -123,6 +123,8 @@ def pytest_command(nodeid: str, backend: str, *, seed: int | None = None, exampl
         args += ["--gc-spec", spec]
     if device is not None:
         args += ["--gc-device", device]
+    if wide:
+        args += ["--gc-wide"]
     return " ".join(shlex.quote(a) for a in args)
 
 

@@ -181,6 +181,6 @@ class Run:
             spec=self.spec, seconds=time.perf_counter() - self.started,
             backend=backend_section(self.ref, self.info, self.device), oracle_info=self.oracle_section(),
             settings={"seed": self.seed, "examples": self.examples, "timeout": self.timeout, "shard": self.shard,
-                      "isolate": self.isolate},
+                      "isolate": self.isolate, "wide": any(f.wide for f in self.spec.families.values())},
             groups=self._groups.values(), worker=self.worker_name, verifications=self.judge.all_verifications(),
             collected=self.collector.sections_json())

@@ -53,6 +53,10 @@ ExpressionCheck = Callable[[str, Mapping[str, "Shape | None"], str, "Shape | Non
 MAX_INPUT_ELEMENTS = 256
 #: the most elements of all inputs of one case (one layout and shape family) together
 MAX_CASE_ELEMENTS = 1024
+#: the same limits for a wide family (``wide: true``, run only when asked): its inputs are drawn without per-entry
+#: hypothesis choices, and the spec's self-check (the dual-number derivative) skips it; a 128 x 128 matrix
+MAX_WIDE_INPUT_ELEMENTS = 16384
+MAX_WIDE_CASE_ELEMENTS = 65536
 #: the largest scale or magnitude of an input generator (a normal's standard deviation, a spike, a uniform's
 #: bounds): every primitive saturates far below it (exp overflows float64 from 710); larger inputs only make the
 #: oracle chase cancellations up to its precision limit
@@ -132,7 +136,10 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
                             file=file, key=f"shape_families.{fname}.sizes")
         if missing:
             raise SpecError(f"no size for dimension {sorted(missing)[0]!r}", file=file, key=f"shape_families.{fname}.sizes")
-        families[fname] = ShapeFamily(fname, sizes, fam.get("description", ""))
+        families[fname] = ShapeFamily(fname, sizes, fam.get("description", ""), wide=bool(fam.get("wide", False)))
+    if all(f.wide for f in families.values()):
+        raise SpecError("every shape family is wide: a default run would check nothing; "
+                        "give at least one family without `wide: true`", file=file, key="shape_families")
 
     inputs = {k: dict(v) for k, v in data["inputs"].items()}
     layouts = {lname: _build_layout(lname, ldata, dims, inputs, file) for lname, ldata in data["layouts"].items()}
@@ -151,18 +158,20 @@ def _build(data: dict[str, Any], file: str, sha: str) -> Spec:
 def _check_sizes(layouts: Mapping[str, Layout], families: Mapping[str, ShapeFamily], file: str) -> None:
     """Refuse a shape family whose cases would be too large to generate or to evaluate exactly."""
     for fam in families.values():
+        one, case = (MAX_WIDE_INPUT_ELEMENTS, MAX_WIDE_CASE_ELEMENTS) if fam.wide else (MAX_INPUT_ELEMENTS,
+                                                                                          MAX_CASE_ELEMENTS)
         for lay in layouts.values():
             total = 0
             for inp, shape in lay.shapes.items():
                 rows, cols = (d if isinstance(d, int) else fam.sizes[d] for d in shape)
                 total += rows * cols
-                if rows * cols > MAX_INPUT_ELEMENTS:
+                if rows * cols > one:
                     raise SpecError(f"in layout {lay.name}, input {inp} is {rows} x {cols} = {rows * cols} elements, "
-                                    f"more than the limit of {MAX_INPUT_ELEMENTS}; use smaller sizes (a missing "
+                                    f"more than the limit of {one}; use smaller sizes (a missing "
                                     "transpose shows at any size)", file=file, key=f"shape_families.{fam.name}.sizes")
-            if total > MAX_CASE_ELEMENTS:
+            if total > case:
                 raise SpecError(f"in layout {lay.name}, the inputs have {total} elements together, more than the "
-                                f"limit of {MAX_CASE_ELEMENTS}; use smaller sizes", file=file,
+                                f"limit of {case}; use smaller sizes", file=file,
                                 key=f"shape_families.{fam.name}.sizes")
 
 
@@ -437,6 +446,12 @@ def _build_negative(i: int, data: dict[str, Any], layouts: Mapping[str, Layout],
     for f in fams:
         if f not in families:
             raise SpecError(f"unknown shape family {f!r}; declared: {', '.join(families)}", file=file, key=f"{key}.families")
+        if families[f].wide:
+            raise SpecError(f"shape family {f!r} is wide (slow, and absent from a default run): refute the formula "
+                            "in a family without `wide: true`", file=file, key=f"{key}.families")
+    if regime is not None and any(families[f].wide for f in (regimes[regime].families or ())):
+        raise SpecError(f"regime {regime!r} uses a wide shape family (absent from a default run): refute the "
+                        "formula in a regime without one", file=file, key=f"{key}.regime")
     # shapes of negative identities may be wrong on purpose: `gradconform lint` reports them per family
     expr = parse_expr(data["expr"], names=layout.value_shapes, file=file, key=f"{key}.expr")
     return NegativeIdentity(

@@ -10,7 +10,7 @@ change it in place; and values such as an :class:`Identity`, a
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
 from typing import Any, TypeVar
@@ -108,11 +108,17 @@ def _freeze(obj: object, maps: tuple[str, ...] = (), seqs: tuple[str, ...] = ())
 
 @dataclass(frozen=True)
 class ShapeFamily:
-    """Concrete sizes for every named dimension: one set of test shapes."""
+    """Concrete sizes for every named dimension: one set of test shapes.
+
+    ``wide``: realistic widths, slow to check; such a family is not among a
+    regime's default families (only a regime that names it uses it), and a run
+    includes the regimes that use it only when asked (:meth:`Spec.without_wide`).
+    """
 
     name: str
     sizes: Mapping[str, int]
     description: str = ""
+    wide: bool = False
 
     def __post_init__(self) -> None:
         _freeze(self, maps=("sizes",))
@@ -315,5 +321,24 @@ class Spec:
         _freeze(self, maps=("dimensions", "families", "inputs", "layouts", "regimes"), seqs=("negative_identities",))
 
     def families_for(self, regime: Regime) -> tuple[ShapeFamily, ...]:
-        names = regime.families or tuple(self.families)
+        """The families of ``regime``: those it names, else every family that is not wide."""
+        names = regime.families or tuple(n for n, f in self.families.items() if not f.wide)
         return tuple(self.families[n] for n in names)
+
+    def is_wide(self, regime: str) -> bool:
+        """Whether the regime uses a wide family (it then runs only when the wide families are asked for)."""
+        return any(f.wide for f in self.families_for(self.regimes[regime]))
+
+    def without_wide(self) -> "Spec":
+        """This spec without its wide families and the regimes that use them: what a default run checks.
+
+        The sha256 and the text stay those of the file: every group that remains
+        has the very same cases (no remaining regime uses a wide family), so cache
+        keys and results stay comparable with a wide run's, and a results file
+        still carries the whole spec (a rerun of a wide case finds its regime).
+        """
+        if not any(f.wide for f in self.families.values()):
+            return self
+        regimes = {n: r for n, r in self.regimes.items() if not self.is_wide(n)}
+        families = {n: f for n, f in self.families.items() if not f.wide}
+        return replace(self, families=families, regimes=regimes)

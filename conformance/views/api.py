@@ -99,7 +99,7 @@ def _xfails(xfails: str | Path | Iterable[str] | None) -> Xfails | None:
 def run_suite(backend: str | type | Any, *, spec: str | Path | Spec | None = None, select: Selection = None,
               xfails: str | Path | Iterable[str] | None = None, seed: int = DEFAULT_SEED, examples: int | None = None,
               timeout: float = 60.0, device: str = "cpu", isolate: bool = True, oracle: str | None = None,
-              cache: str | Path | None = None, counterexamples: int = 12,
+              cache: str | Path | None = None, counterexamples: int = 12, wide: bool = False,
               progress: Callable[[TestResult], None] | None = None) -> SuiteResult:
     """Run the conformance suite on ``backend`` and return every test's outcome.
 
@@ -107,12 +107,14 @@ def run_suite(backend: str | type | Any, *, spec: str | Path | Spec | None = Non
     instance (a class defined at module level runs in a worker process, like a named backend; an instance or a
     class in ``__main__`` runs in this process). ``spec``: a spec file or a loaded spec (default: the shipped one).
     ``select``: see :data:`Selection`. ``xfails``: a known-failures file, or its entries. ``cache``: the on-disk
-    cache, ``"off"`` or a directory (default: the user's cache directory). ``progress``: called after each test.
+    cache, ``"off"`` or a directory (default: the user's cache directory). ``wide``: also the regimes of the spec's wide shape families (slow; the
+    default run leaves them out, see :meth:`Spec.without_wide`). ``progress``: called after each test.
     Raises BackendNotFound (unknown name), EngineUnavailable, SpecError and SelectionError (a selection that
     matches no test) for what the caller got wrong; an
     unavailable backend is not an error here: its tests are ``not_supported`` (check ``document["backend"]``).
     """
     loaded = spec if isinstance(spec, Spec) else load_spec(spec)
+    loaded = loaded if wide else loaded.without_wide()
     ref = _ref(backend)
     known = _xfails(xfails)
     items = plan(loaded)

@@ -107,6 +107,8 @@ def _suite_with_pytest(ref: BackendRef, results: Path, args: argparse.Namespace)
                        ("oracle-cache", args.oracle_cache), ("shard", args.shard)):
         if value is not None:
             cmd += [f"--gc-{opt}", str(value)]
+    if args.wide:
+        cmd += ["--gc-wide"]
     if args.select:
         cmd += ["-k", " or ".join(args.select)]
     if args.workers:
@@ -130,7 +132,7 @@ def _suite_in_process(ref: BackendRef, results: Path, args: argparse.Namespace) 
 
     result = run_suite(ref.target if ref.source == "module:attr" else ref.name, spec=_absolute(args.spec),
                        select=args.select, xfails=_absolute(args.xfails_file), examples=args.examples,
-                       oracle=args.oracle, cache=args.oracle_cache, progress=progress)
+                       oracle=args.oracle, cache=args.oracle_cache, wide=args.wide, progress=progress)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     written, problem = write_results(results, result.document)
@@ -425,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="reports", help="directory for results and reports (default: reports)")
     r.add_argument("--spec", default=None, help="spec file (default: the shipped seed network)")
     r.add_argument("--examples", type=int, default=None, help="cases per (family, magnitude) cell")
+    r.add_argument("--wide", action="store_true",
+                   help="also the regimes of the wide shape families (realistic widths; slow, a few minutes)")
     r.add_argument("-n", "--workers", default=None, help="pytest-xdist workers (e.g. 2 or auto)")
     r.add_argument("--oracle", default=None, choices=["mpmath", "flint"], help="oracle engine")
     r.add_argument("--oracle-cache", default=None, metavar="on|off|DIR", help="cache of oracle results")

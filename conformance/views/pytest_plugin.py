@@ -65,6 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gc-seed", type=int, default=int(_env("SEED", DEFAULT_SEED)), help="seed of case generation ($GRADCONFORM_SEED)")
     group.addoption("--gc-examples", type=int, default=_env("EXAMPLES"),
                     help="cases per (shape family, magnitude) cell, overriding the spec's regimes ($GRADCONFORM_EXAMPLES)")
+    group.addoption("--gc-wide", action="store_true", default=_env("WIDE", "") not in ("", "0"),
+                    help="also run the regimes of the spec's wide shape families (realistic widths, where "
+                         "accumulation errors show; slow: a few minutes) ($GRADCONFORM_WIDE=1)")
     group.addoption("--gc-timeout", type=float, default=float(_env("TIMEOUT", 60.0)),
                     help="seconds a backend may take per case ($GRADCONFORM_TIMEOUT)")
     group.addoption("--gc-device", default=_env("DEVICE", "cpu"),
@@ -149,6 +152,7 @@ def _activate(config: pytest.Config) -> _State:
         return state
     try:
         spec = load_spec(config.getoption("--gc-spec"))
+        spec = spec if config.getoption("--gc-wide") else spec.without_wide()
     except SpecError as exc:
         raise pytest.UsageError(f"gradconform: the spec is invalid: {exc}") from None
     name, given = _backend_name(config)

@@ -186,7 +186,7 @@ class Checker:
         run = self.run
         return pytest_command(node, run.ref.target if run.ref.source == "module:attr" else run.ref.name,
                               seed=run.seed if run.seed != DEFAULT_SEED else None, examples=run.examples,
-                              spec=self.spec_path or None)
+                              spec=self.spec_path or None, wide=self.spec.is_wide(regime))
 
     def _counterexample(self, qid: str, layout: str, dtype: str, regime: str, worst: Record) -> Case | None:
         if self._budget <= 0 or worst.status != FAIL:
