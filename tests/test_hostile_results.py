@@ -199,7 +199,8 @@ def test_equal_records_in_two_files_merge(tiny):
 @pytest.mark.parametrize("what, path, value", [
     ("examples", ("settings", "examples"), 7), ("safety factor", ("settings", "safety_factor"), 99.0),
     ("oracle engine", ("oracle", "engine"), "another-engine"), ("harness version", ("harness", "version"), "9.9.9"),
-    ("seed", ("settings", "seed"), 1), ("spec hash", ("spec", "sha256"), "0" * 64)])
+    ("seed", ("settings", "seed"), 1), ("spec hash", ("spec", "sha256"), "0" * 64),
+    ("wide family", ("settings", "wide"), True)])
 def test_files_of_different_runs_are_refused_naming_the_difference(tiny, what, path, value):
     from conformance.results.document import ResultsFileError, merge
 

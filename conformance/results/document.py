@@ -309,7 +309,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
 MERGE_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("spec hash", ("spec", "sha256")), ("backend", ("backend", "name")), ("seed", ("settings", "seed")),
     ("examples", ("settings", "examples")), ("safety factor", ("settings", "safety_factor")),
-    ("oracle engine", ("oracle", "engine")), ("harness version", ("harness", "version")))
+    ("oracle engine", ("oracle", "engine")), ("harness version", ("harness", "version")),
+    ("wide family", ("settings", "wide")))
 
 
 def _get(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -337,6 +338,8 @@ def merge(docs: Iterable[Mapping[str, Any]], names: Iterable[str] | None = None)
     for doc, label in zip(docs[1:], labels[1:]):
         for what, path in MERGE_KEYS:
             a, b = _get(first, path), _get(doc, path)
+            if path == ("settings", "wide"):  # a file from before the option: a run without it
+                a, b = bool(a), bool(b)
             if a != b:
                 raise ResultsFileError(f"cannot merge results of different runs: {labels[0]} and {label} differ in "
                                        f"{what} ({str(a)[:80]!r} vs {str(b)[:80]!r})")
