@@ -224,11 +224,17 @@ def test_pytest_report_option_writes_the_report(run_dir: Path) -> None:
         assert f"figures/{f.name}" in md
         ET.fromstring(f.read_text(encoding="utf-8"))  # well-formed SVG
     assert not list(run_dir.glob(".report-*")), "no temporary directory is left behind"
-    html = (run_dir / "index.html").read_text(encoding="utf-8")
-    # self-contained: nothing is loaded from anywhere (no script, stylesheet, image, font or frame)
-    for pattern in (r"<script", r"<link\b", r"<img\b", r"<iframe", r"@import", r"@font-face", r"\bsrc=",
-                    r"url\((?!#)", r'href="(?!#|(?:\.\./)?[\w.-]+\.(?:md|html)(?:#[\w-]*)?")'):
-        assert not re.search(pattern, html), pattern
+    for page in ("index.html", "failures.html"):
+        html = (run_dir / page).read_text(encoding="utf-8")
+        # self-contained: nothing is loaded from anywhere (no script, stylesheet, font or frame) but the figures
+        # of the report's own folder
+        for pattern in (r"<script", r"<link\b", r"<iframe", r"@import", r"@font-face",
+                        r"url\((?!#)", r'href="(?!#|(?:\.\./)?[\w.-]+\.(?:md|html)(?:#[\w-]*)?")'):
+            assert not re.search(pattern, html), (page, pattern)
+        sources = re.findall(r'\bsrc="([^"]*)"', html)
+        assert len(sources) == len(re.findall(r"<img\b", html))
+        for src in sources:
+            assert re.fullmatch(r"figures/[\w.-]+\.svg", src) and (run_dir / src).is_file(), (page, src)
 
 
 def test_numbers_on_the_page_match_the_results(run_dir: Path, doc: dict[str, Any]) -> None:
@@ -241,7 +247,9 @@ def test_numbers_on_the_page_match_the_results(run_dir: Path, doc: dict[str, Any
         groups[(r["quantity"], r["layout"], r["dtype"], r["regime"])].append(r)
     bad = {k: v for k, v in groups.items() if any(r["status"] in FAILING for r in v)}
     assert bad, "the composed loss fails at large logits in float32: the material must contain failures"
-    rows = page.by_id("failures-table").find_all("tr", "group")
+    assert page.by_id("failures-page").attrs["href"] == "failures.html"  # the table has a page of its own
+    table = parse_html((run_dir / "failures.html").read_text(encoding="utf-8"))
+    rows = table.by_id("failures-table").find_all("tr", "group")
     assert len(rows) == len(bad)
     for row in rows:
         key = _group_key(row)
@@ -252,7 +260,8 @@ def test_numbers_on_the_page_match_the_results(run_dir: Path, doc: dict[str, Any
     html = (run_dir / "index.html").read_text(encoding="utf-8")
     for ce in doc["counterexamples"]:
         assert f"gradconform rerun" in html and ce["case"]["id"] in html
-    assert "pytest &#39;conformance/test_conformance.py::test_forward[L-row-float32-large_logits]&#39;" in html
+    failures = (run_dir / "failures.html").read_text(encoding="utf-8")  # the failure details: their own page
+    assert "pytest &#39;conformance/test_conformance.py::test_forward[L-row-float32-large_logits]&#39;" in failures
 
 
 def test_markdown_matches_the_results(run_dir: Path, doc: dict[str, Any]) -> None:
@@ -574,9 +583,11 @@ def test_report_renders_in_chromium(run_dir: Path, doc: dict[str, Any], tmp_path
     # the rendered DOM holds the figures of the results file
     check_key_figures(dom, doc)
     assert check_summary_matrix(dom, doc) > 0
-    assert len(dom.find_all("svg", "plot")) >= 2
+    assert len(dom.find_all("img", "plot")) >= 2  # the regime plots, figures of the report's folder
     assert len(dom.find_all("math")) > 10
-    summaries = [d.find_all("summary")[0].text() for d in dom.find_all("details", "failure")]
+    proc = _browser(["--dump-dom"], (run_dir / "failures.html").resolve().as_uri(), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summaries = [d.find_all("summary")[0].text() for d in parse_html(proc.stdout).find_all("details", "failure")]
     assert any("L · row · float32 · regime large_logits" in t for t in summaries), summaries
     shot = tmp_path / "report.png"
     proc = _browser(["--window-size=1280,2200", f"--screenshot={shot}"], url, tmp_path)
@@ -656,7 +667,7 @@ def test_failure_details_are_capped_but_every_group_is_listed(run_dir: Path, tmp
     out = tmp_path / "numpy-composed"
     shutil.copytree(run_dir, out)
     build_backend_report(out / "results.json", out)
-    page = parse_html((out / "index.html").read_text(encoding="utf-8"))
+    page = parse_html((out / "failures.html").read_text(encoding="utf-8"))
     rows = page.by_id("failures-table").find_all("tr", "group")
     assert len(rows) >= 2 and len(page.find_all("details", "failure")) == 1
     assert "The details of the first 1 of" in page.by_id("details-capped").text()

@@ -8,6 +8,7 @@ results file always gives the same bytes.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 import time
@@ -26,7 +27,7 @@ from conformance.results.naming import report_dir_name
 from .analysis import Analysis, analyse, display_path
 from .grades import fmt_bin, tail_findings
 from .sign_bias import with_reference
-from .plots import ratio_vs_magnitude, svg_for_html, ulp_bars
+from .plots import ratio_vs_magnitude, ulp_bars
 from .publish import figure_name, publish
 from .render import css, render
 from .scoreboard import empty_stats, scoreboard
@@ -42,6 +43,8 @@ RESULTS_NAMES = ("results.json", "results.json.gz")
 #: all; the table lists every group. A backend
 #: that fails everywhere would otherwise give pages of many megabytes that nobody reads to the end.
 MAX_FAILURE_DETAILS = 3
+#: The page of a backend's folder that holds the table of every failing test (linked from index.html).
+FAILURES_PAGE = "failures.html"
 
 _VERDICT_WORDS = {"pass": "conforms", "fail": "does not conform", "partial": "conforms where supported",
                   "not_supported": "not supported", "empty": "nothing checked", "unavailable": "unavailable"}
@@ -94,7 +97,9 @@ def render_backend_report(a: Analysis, out_dir: str | Path, *, scoreboard_link: 
         name = figure_name(f"ratio-{reg}", svg)
         files[name] = svg
         md_ratio.append((reg, name))
-        html_ratio.append((reg, Markup(svg_for_html(svg, f"error over allowed against magnitude, regime {reg}"))))
+        # a shared asset of the report's folder, not inlined: with one line per quantity and dtype the four
+        # regime plots are half a page's bytes (pages stay under 400 KB; the folder is still self-contained)
+        html_ratio.append((reg, _figure_img(name, svg, f"error over allowed against magnitude, regime {reg}")))
 
     # a backend report is always a folder of the reports folder (``build_all``, ``--gc-report``); commands name
     # that folder by its name, so that they do not depend on the working directory of the build
@@ -111,7 +116,19 @@ def render_backend_report(a: Analysis, out_dir: str | Path, *, scoreboard_link: 
                   scoreboard_link=scoreboard_link, **common)
     md = render("backend.md.j2", figures={"ulp": md_ulp, "ratio": md_ratio},
                 scoreboard_link=scoreboard_md if scoreboard_md is not None else scoreboard_link, **common)
-    publish(out, {"index.html": html, "REPORT.md": md}, files)
+    pages = {"index.html": html, "REPORT.md": md}
+    if a.failures:  # the table of every failing test, a page of its own: hundreds of rows for a failing backend
+        pages[FAILURES_PAGE] = render("failures.html.j2", css=Markup(css()), scoreboard_link=scoreboard_link, **common)
+    publish(out, pages, files)
+    if not a.failures:
+        (out / FAILURES_PAGE).unlink(missing_ok=True)  # a previous build's, for failures this results file has not
+
+
+def _figure_img(name: str, svg: str, alt: str) -> Markup:
+    """An ``<img>`` of a figure file of the report's folder, sized from the SVG's viewBox (no layout shift)."""
+    m = re.search(r'viewBox="0 0 ([0-9.]+) ([0-9.]+)"', svg)
+    size = f' width="{round(float(m.group(1)))}" height="{round(float(m.group(2)))}"' if m else ""
+    return Markup('<img class="plot" src="{}" alt="{}"{}>').format(name, alt, Markup(size))  # name: figures/...
 
 
 def _command(*args: str) -> str:

@@ -27,7 +27,7 @@ import math
 import re
 from typing import Mapping, Sequence
 
-__all__ = ["ulp_bars", "ratio_vs_magnitude", "svg_for_html", "style_of", "PALETTE", "MARKERS", "ULP_CLASSES"]
+__all__ = ["ulp_bars", "ratio_vs_magnitude", "style_of", "PALETTE", "MARKERS", "ULP_CLASSES"]
 
 #: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies).
 PALETTE = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -289,16 +289,4 @@ def _short(x: float) -> str:
     return f"{x:.2g}"
 
 
-_XML_DECL = re.compile(r"^<\?xml[^>]*\?>\s*(<!DOCTYPE[^>]*>\s*)?", re.S)
-_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
-_SIZE = re.compile(r'(<svg[^>]*?)\s+width="[^"]*"\s+height="[^"]*"')
 
-
-def svg_for_html(svg: str, label: str) -> str:
-    """An SVG document made fit to inline into HTML: no XML prolog, sized by CSS, labelled for screen readers."""
-    out = _XML_DECL.sub("", svg, count=1)
-    out = _METADATA.sub("", out, count=1)  # RDF boilerplate: nothing a page reader needs
-    out = _SIZE.sub(r"\1", out, count=1)
-    from html import escape
-
-    return out.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" class="plot" ', 1)
