@@ -247,3 +247,17 @@ def test_svg_compaction_unwraps_only_groups_without_attributes() -> None:
                                         '<path d="M 0 0"/></g></svg>')
     text = '<text style="font-size: 8.5px; fill: #374151" x="1" y="2" transform="rotate(-0 1 2)">a: b; c</text>'
     assert _compact(text) == '<text style="font-size:8.5px;fill:#374151" x="1" y="2">a: b; c</text>'  # text kept
+
+
+def test_the_overall_grade_keeps_its_histogram_past_a_cell_with_nothing_graded() -> None:
+    """A cell whose every record is uninformative has an empty histogram; it must not reset the sum (the pages
+    and the scoreboard then printed "p99 — ulp")."""
+    from conformance.report.grades import overall_grade
+
+    def cell(hist: tuple[int, ...]) -> GradeCell:
+        return GradeCell("q", "float16", "benign", 1, 0, sum(hist), 3.0 if hist else None, None, None,
+                         hist[0] if hist else 0, hist)
+
+    g = overall_grade([cell((5, 3, 2)), cell(()), cell((1, 1))])
+    assert g.components == 12 and g.correctly_rounded == 6
+    assert g.p99_bin == 2

@@ -157,8 +157,11 @@ def overall_grade(cells: Sequence[GradeCell]) -> Grade:
     """The grade over every graded component of every cell: components, correctly rounded, the p99 bin of all
     of them (not the worst cell's: the table shows those) and the worst max."""
     total: list[int] = []
-    for c in cells:
-        total = [a + b for a, b in zip(total, c.hist)] if total else list(c.hist)
+    for c in cells:  # a cell whose every record is uninformative has no histogram: it adds nothing
+        if len(c.hist) > len(total):
+            total += [0] * (len(c.hist) - len(total))
+        for i, n in enumerate(c.hist):
+            total[i] += n
     comps = sum(c.components for c in cells)
     good = sum(c.correctly_rounded for c in cells)
     return Grade(comps, good, _quantile_bin(total, 0.99), _worst(c.max_ulp for c in cells))
