@@ -99,22 +99,10 @@ def compare(got: Any, exact: Exact, bound: np.ndarray, *, dtype: str, expected_s
         return Comparison(status=FAIL, detail="wrong_dtype", message=f"dtype {got.dtype}, expected {fmt.name}")
     g = got.astype(np.float64)
     hi, lo = exact.hi, exact.lo
-    ref = round_hilo(hi, lo, fmt)  # correctly rounded, in the dtype
-    ref64 = ref.astype(np.float64)
     bound = np.broadcast_to(bound, g.shape)
-    with np.errstate(all="ignore"):
-        allowed = safety_factor * bound + fmt.eta
-        same_inf = np.isinf(g) & np.isinf(ref64) & (np.sign(g) == np.sign(ref64))
-        err = np.where(same_inf, 0.0, np.abs((g - hi) - lo))
-        err = np.where(np.isnan(g), np.inf, err)
-        ratio = np.where(err == 0, 0.0, err / allowed)
-        mag = np.abs(hi)
-        rel = np.where(err == 0, 0.0, err / mag)
-    ulps = ulp_distance(got, ref, fmt)
-    nonfinite = ~np.isfinite(g) & ~same_inf
-    flat_ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    ref64, allowed, err, rel, ulps, nonfinite, flat_ratio, covered = _componentwise(got, hi, lo, bound, fmt,
+                                                                                   safety_factor)
     worst = np.unravel_index(int(np.argmax(flat_ratio)), g.shape) if g.size else None
-    covered = bound >= np.abs(hi)
     uninformative = int(covered.sum() - (covered & (hi == 0) & (bound == 0)).sum())
     inexact, toward = _directions(g, hi, lo, ref64, fmt)
     n_toward = int(toward.sum())
@@ -152,6 +140,28 @@ def compare(got: Any, exact: Exact, bound: np.ndarray, *, dtype: str, expected_s
                  f"{common['worst_allowed']:.3g} (ratio {common['max_ratio']:.3g})"),
         **common,
     )
+
+
+def _componentwise(got: np.ndarray, hi: np.ndarray, lo: np.ndarray, bound: np.ndarray, fmt: Any,
+                   safety_factor: float) -> tuple[np.ndarray, ...]:
+    """The per-component figures of a comparison, for :func:`compare` and the stacked :func:`compare_many` alike
+    (one formula, so the two give the same numbers bit for bit): the correctly rounded value (as float64), what
+    is allowed, the error, the relative error, the ulps, the non-finite answers, the ratio (NaN as inf) and
+    whether the bound covers the exact value (uninformative)."""
+    g = got.astype(np.float64)
+    ref = round_hilo(hi, lo, fmt)  # correctly rounded, in the dtype
+    ref64 = ref.astype(np.float64)
+    with np.errstate(all="ignore"):
+        allowed = safety_factor * bound + fmt.eta
+        same_inf = np.isinf(g) & np.isinf(ref64) & (np.sign(g) == np.sign(ref64))
+        err = np.where(same_inf, 0.0, np.abs((g - hi) - lo))
+        err = np.where(np.isnan(g), np.inf, err)
+        ratio = np.where(err == 0, 0.0, err / allowed)
+        rel = np.where(err == 0, 0.0, err / np.abs(hi))
+    ulps = ulp_distance(got, ref, fmt)
+    nonfinite = ~np.isfinite(g) & ~same_inf
+    flat_ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    return ref64, allowed, err, rel, ulps, nonfinite, flat_ratio, bound >= np.abs(hi)
 
 
 def _directions(g: np.ndarray, hi: np.ndarray, lo: np.ndarray, ref64: np.ndarray,
@@ -210,19 +220,8 @@ def _stacked(items: Sequence[tuple[Any, Exact, np.ndarray, tuple[int, int]]], fm
     lo = np.concatenate([np.asarray(e.lo, dtype=np.float64).reshape(-1) for _, e, _, _ in items])
     bound = np.concatenate([np.broadcast_to(b, got.shape).reshape(-1) for got, _, b, _ in items])
     g = got_all.astype(np.float64)
-    ref = round_hilo(hi, lo, fmt)
-    ref64 = ref.astype(np.float64)
-    with np.errstate(all="ignore"):
-        allowed = safety_factor * bound + fmt.eta
-        same_inf = np.isinf(g) & np.isinf(ref64) & (np.sign(g) == np.sign(ref64))
-        err = np.where(same_inf, 0.0, np.abs((g - hi) - lo))
-        err = np.where(np.isnan(g), np.inf, err)
-        ratio = np.where(err == 0, 0.0, err / allowed)
-        rel = np.where(err == 0, 0.0, err / np.abs(hi))
-    ulps = ulp_distance(got_all, ref, fmt)
-    nonfinite = ~np.isfinite(g) & ~same_inf
-    flat_ratio = np.where(np.isnan(ratio), np.inf, ratio)
-    covered = bound >= np.abs(hi)
+    ref64, allowed, err, rel, ulps, nonfinite, flat_ratio, covered = _componentwise(got_all, hi, lo, bound, fmt,
+                                                                                   safety_factor)
     covered_zero = covered & (hi == 0) & (bound == 0)
     beyond = err > allowed
     counted, toward = _directions(g, hi, lo, ref64, fmt)
