@@ -59,14 +59,15 @@ class CachedBounds:
         self._live: ErrorBounds | None = None
         self._new: dict[str, np.ndarray] = {}
 
-    def bound(self, expr: "Expr") -> np.ndarray:
-        k = repr(expr)
+    def bound(self, expr: "Expr", kind: str | None = None) -> np.ndarray:
+        second = kind in bounds.SECOND_ORDER_KINDS
+        k = repr(expr) + (" [second order]" if second else "")
         hit = self._stored.get(k)
         if hit is not None and not self._audit:
             return hit
         if self._live is None:
             self._live = ErrorBounds(*self._args)
-        b = self._live.bound(expr)
+        b = self._live.bound(expr, kind if second else None)
         if hit is None:
             self._new[k] = b
         elif not np.array_equal(np.asarray(b, dtype=np.float64), hit, equal_nan=True):

@@ -214,6 +214,7 @@ def _evaluate(run: "Run", case: Case) -> _Side:
     kappa, eta = spec.tolerance.safety_factor, get_format(case.dtype).eta
     exprs: dict[str, Expr] = {d.name: d.expr for d in lay.forward}
     exprs.update({i.id: i.expr for i in idents})
+    kinds = {i.id: i.kind for i in idents}
     side = _Side(case, {}, {})
     for qid, expr in exprs.items():
         got = reply.values.get(qid)
@@ -224,7 +225,7 @@ def _evaluate(run: "Run", case: Case) -> _Side:
             continue
         try:
             side.values[qid] = np.asarray(got).astype(np.float64)
-            side.allowed[qid] = np.broadcast_to(kappa * bounds.bound(expr) + eta, side.values[qid].shape)
+            side.allowed[qid] = np.broadcast_to(kappa * bounds.bound(expr, kinds.get(qid)) + eta, side.values[qid].shape)
         except Exception as exc:  # an unreadable result: the oracle tests report it; here it is not compared
             side.declined[qid] = f"unreadable result: {type(exc).__name__}: {exc}"
             side.values.pop(qid, None)

@@ -30,7 +30,8 @@ rule; in short:
   log(softmax) is bounded for both its composed and its fused (log_softmax) form;
 * the gradient of the composed cross-entropy, ``yhat - y``, gets the explicit
   error of reverse mode through log(softmax), which divides by the probabilities
-  and so is not within a constant factor of the closed form's bound.
+  and so is not within a constant factor of the closed form's bound; its Hessians and Hessian-vector products
+  (``bound(expr, kind)`` with kind ``hessian`` or ``hvp``) get the explicit error of differentiating it twice.
 
 A component passes when ``|computed - exact| <= safety_factor * e + eta``; the
 safety factor (3 in the seed spec) covers the correct evaluation forms other
@@ -53,7 +54,10 @@ from conformance.formats import FloatFormat, get_format
 from conformance.primitives import primitive
 from conformance.spec.model import Layout, TolerancePolicy
 
-__all__ = ["ErrorBounds", "PRIMITIVE_RULES", "gamma", "forward_bounds", "expression_bound"]
+__all__ = ["ErrorBounds", "PRIMITIVE_RULES", "SECOND_ORDER_KINDS", "gamma", "forward_bounds", "expression_bound"]
+
+#: The quantity kinds whose bound, for a composed cross-entropy, includes differentiating the loss twice.
+SECOND_ORDER_KINDS = frozenset({"hessian", "hvp"})
 
 _INF = np.inf
 
@@ -88,6 +92,8 @@ class ErrorBounds:
         self._memo: dict[str, np.ndarray] = {}
         self._names: dict[str, np.ndarray] = {}
         self._xent = _composed_cross_entropy(layout)
+        self._second = False  # bounding a second-order quantity (see bound's kind)
+        self._second_cache: dict[Expr, np.ndarray] = {}
         for d in layout.forward:
             self._names[d.name] = self.bound(d.expr)
 
@@ -105,14 +111,27 @@ class ErrorBounds:
             raise KeyError(f"the oracle has no value for sub-expression {e!r}") from None
 
     # ------------------------------------------------------------------ bounds
-    def bound(self, e: Expr) -> np.ndarray:
-        """An upper bound on |computed - exact| for each component of ``e`` in this dtype."""
-        if e in self._cache:
-            return self._cache[e]
+    def bound(self, e: Expr, kind: str | None = None) -> np.ndarray:
+        """An upper bound on |computed - exact| for each component of ``e`` in this dtype.
+
+        ``kind``: the quantity kind ``e`` is the closed form of (``"hessian"``, ``"gradient"``...). A second-order
+        quantity (``hessian``, ``hvp``) of a loss written as the composed cross-entropy is bounded with the error
+        that differentiating that loss twice adds (:meth:`_second_order_allowance`); the same sub-expression
+        elsewhere (the softmax Jacobian of a first-order quantity is the same tree) keeps its own bound, so the
+        two contexts have separate caches. Sub-expressions inherit the context of the quantity being bounded."""
+        if kind in SECOND_ORDER_KINDS and self._xent is not None and not self._second:
+            self._second = True
+            try:
+                return self.bound(e)
+            finally:
+                self._second = False
+        cache = self._second_cache if self._second else self._cache
+        if e in cache:
+            return cache[e]
         with np.errstate(all="ignore"):
             b = self._bound(e)
         b = np.where(np.isnan(b), _INF, b)
-        self._cache[e] = b
+        cache[e] = b
         return b
 
     def _store(self, v: np.ndarray) -> np.ndarray:
@@ -189,13 +208,20 @@ class ErrorBounds:
             out = self._biased_product_bound(*biased, av) if biased else ex + ey + self.u * av + self.eta
             if self._xent is not None and self._is_xent_gradient(e):
                 out = out + self._reverse_mode_allowance()
+            if self._second and self._is_softmax_jacobian(e):
+                out = out + self._hessian_allowance(e)
             return out
         if e.op == "*":
             # a factor that is exactly 0 (an exact zero input, error 0) makes the product exactly 0
             # whatever the other factor's error, unless that factor is not finite, and then the
             # product is NaN, which the comparison rejects on its own: 0 * inf counts as 0 here
             ax, ay = self.absval(e.left), self.absval(e.right)
-            return _times(ay, ex) + _times(ax, ey) + _times(ex, ey) + self.u * self.absval(e) + self.eta
+            out = _times(ay, ex) + _times(ax, ey) + _times(ex, ey) + self.u * self.absval(e) + self.eta
+            if self._second:
+                tangent = self._hvp_tangent(e)
+                if tangent is not None:
+                    out = out + self._hvp_allowance(tangent)
+            return out
         if e.op == "/":
             ay = np.abs(y)
             denom = ay - ey
@@ -400,7 +426,22 @@ class ErrorBounds:
         """
         if "allowance" in self._memo:
             return self._memo["allowance"]
-        probs, softmax, labels = self._xent
+        y, yhat, eps, finite_possible, ax_ = self._stored_probabilities()
+        u = self.u
+        out = y * (eps + 3 * u) + yhat * np.sum(y * (eps + 3 * u), axis=ax_, keepdims=True)
+        out = np.where(finite_possible, out, 0.0)
+        self._memo["allowance"] = out
+        return out
+
+    def _stored_probabilities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """(labels, probabilities, eps, finite_possible, class axis) of the composed cross-entropy, for the
+        allowances of differentiating it: eps is the relative rounding of a stored probability, normal or
+        subnormal, over the range the probability can take given the logits' error (the lowest value, where
+        half a subnormal spacing is largest relatively), at most 1/2 + u; finite_possible says, per sample,
+        whether every probability can be positive (otherwise y / yhat is not finite and nothing is allowed)."""
+        if "stored" in self._memo:
+            return self._memo["stored"]  # type: ignore[return-value]
+        probs, softmax, labels = self._xent  # type: ignore[misc]
         theta = softmax.args[0]
         ax_ = 1 if softmax.axis is None else softmax.axis
         y = self._inputs[labels]
@@ -414,10 +455,91 @@ class ErrorBounds:
             highest = yhat * np.exp(np.minimum(p, 700.0)) * (1 + rho)
             eps = np.minimum(u + u * self.eta / np.maximum(lowest, tiny), 0.5 + u)
         finite_possible = np.all(highest * 2 * k >= tiny / 2, axis=ax_, keepdims=True)
-        out = y * (eps + 3 * u) + yhat * np.sum(y * (eps + 3 * u), axis=ax_, keepdims=True)
-        out = np.where(finite_possible, out, 0.0)
-        self._memo["allowance"] = out
+        out = (y, yhat, eps, finite_possible, ax_)
+        self._memo["stored"] = out  # type: ignore[assignment]
         return out
+
+    def _second_order_allowance(self) -> np.ndarray:
+        """Per sample, the k x k matrix A (class axes last, shape (n, k, k)) that differentiating the composed
+        cross-entropy -sum(y * log(softmax(theta))) twice adds to its Hessian in theta, w (Diag(p) - p p^T)
+        with w = sum(y), beyond the closed form's error (docs/tolerances.md, "Second order through
+        log(softmax)").
+
+        Why: a second-order autodiff (double backward, forward over reverse, jax.hessian) differentiates the
+        reverse mode r_i = p_i (g_i - S), g = -y / p, S = sum_k g_k p_k, along e_j. With dp_k = p_k (d_kj - p_j)
+        the derivative is the sum of four products of stored values,
+            T1 + T2 = dp_i g_i + p_i dg_i                       (= 0 exactly, each of size y_i |d_ij - p_j|)
+            T3      = -dp_i S                                   (= w p_i (d_ij - p_j): the Hessian itself)
+            T4      = -p_i sum_k (dg_k p_k + g_k dp_k)          (= 0 exactly, the k-th pair of size y_k |d_kj - p_j|)
+        so the computed Hessian carries the rounding of terms that cancel and that are not within a constant
+        factor of the Hessian: for an unlikely labelled class c, T4's error is about u p_i against an entry
+        p_i p_c. Each pair mixes up to four occurrences of p_k (a stored or a recomputed probability, within
+        eps_k of each other, jax recomputing s / w) and six roundings, S and the sum over k add gamma_k, so
+        (first order in u, N_ij = d_ij + p_j >= |dp_i / p_i|, which also covers the rounding of dp itself):
+            A_ij = y_i N_ij (4 eps_i + 6u) + p_i sum_k y_k N_kj (4 eps_k + (6 + k) u)
+                   + p_i N_ij sum_k y_k (2 eps_k + (4 + k) u),
+        taken symmetric (max of A_ij and A_ji: a backend may fill its Hessian by rows or by columns). Zero
+        where the composed reverse mode cannot be finite, as for first order."""
+        if "second" in self._memo:
+            return self._memo["second"]
+        y, yhat, eps, finite_possible, ax_ = self._stored_probabilities()
+        Y, P, E = (np.moveaxis(a, ax_, -1) for a in (y, yhat, eps))  # (n, k)
+        fin = np.moveaxis(finite_possible, ax_, -1)  # (n, 1)
+        k, u = Y.shape[-1], self.u
+        N = np.eye(k)[None, :, :] + P[:, None, :]  # N[s, i, j] = d_ij + p_j
+        t12 = (Y * (4 * E + 6 * u))[:, :, None] * N
+        t4 = P[:, :, None] * np.einsum("sk,skj->sj", Y * (4 * E + (6 + k) * u), N)[:, None, :]
+        t3 = P[:, :, None] * N * np.sum(Y * (2 * E + (4 + k) * u), axis=-1)[:, None, None]
+        a = t12 + t4 + t3
+        a = np.maximum(a, np.swapaxes(a, 1, 2))
+        a = np.where(fin[:, :, None], a, 0.0)
+        self._memo["second"] = a
+        return a
+
+    def _is_softmax_jacobian(self, e: BinOp) -> bool:
+        """Whether ``e`` is ``Diag(yhat) - yhat.T @ yhat`` (row) or ``Diag(yhat) - yhat @ yhat.T`` (column) of the
+        loss's softmax: in a Hessian of the composed loss, the Hessian in theta per unit of label mass."""
+        probs = Name(self._xent[0])  # type: ignore[index]
+        if e.op != "-" or e.left != Call("Diag", (probs,)):
+            return False
+        return e.right in (BinOp("@", Transpose(probs), probs), BinOp("@", probs, Transpose(probs)))
+
+    def _hessian_allowance(self, e: BinOp) -> np.ndarray:
+        """The second-order allowance of a Hessian in theta written as ``Diag(yhat) - yhat yhat^T`` (one sample):
+        A / w, so that the spec's ``sum(y) * (...)`` carries A; the normalised form (w = 1) carries A itself."""
+        a = self._second_order_allowance()
+        shape = self.value(e).shape
+        if a.shape[0] != 1 or shape != a.shape[1:]:
+            return np.full(shape, _INF)  # a Hessian of several samples at once: not a form this rule knows
+        y, _, _, _, ax_ = self._stored_probabilities()
+        w = float(np.sum(y))
+        return a[0] / w if w != 0 else np.zeros(shape)
+
+    def _hvp_tangent(self, e: BinOp) -> Expr | None:
+        """T when ``e`` is ``sum(y, axis=k) * (yhat * T - yhat * sum(yhat * T, axis=k))`` for the loss's labels and
+        softmax: the Hessian in theta applied to a tangent T of theta, per sample (the spec's Hessian-vector
+        products chain it down to a and x); else None."""
+        probs, softmax, labels = self._xent  # type: ignore[misc]
+        ax_ = 1 if softmax.axis is None else softmax.axis
+        for mass, jvp in ((e.left, e.right), (e.right, e.left)):
+            if mass != Call("sum", (Name(labels),), ax_) or not isinstance(jvp, BinOp) or jvp.op != "-":
+                continue
+            first, second = jvp.left, jvp.right
+            if not (isinstance(first, BinOp) and first.op == "*" and first.left == Name(probs)):
+                continue
+            tangent = first.right
+            if second == BinOp("*", Name(probs), Call("sum", (BinOp("*", Name(probs), tangent),), ax_)):
+                return tangent
+        return None
+
+    def _hvp_allowance(self, tangent: Expr) -> np.ndarray:
+        """The second-order allowance of H T per sample: sum_j A_ij |T_j|, with |T| through its absolute chain
+        plus its own error bound (the backend's tangent is the computed one)."""
+        _, _, _, _, ax_ = self._stored_probabilities()
+        a = self._second_order_allowance()
+        t = np.moveaxis(self.absval(tangent) + self.bound(tangent), ax_, -1)  # (n, k)
+        out = np.einsum("sij,sj->si", a, t)
+        return np.moveaxis(out, -1, ax_)
 
     def _softmax_parts(self, x: np.ndarray, ex: np.ndarray, axis: int | None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

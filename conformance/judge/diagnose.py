@@ -124,12 +124,13 @@ class CaseDiagnoser:
             self._env = IntervalEnv(self.layout, self.inputs)
         return self._env
 
-    def _formula_tolerance(self, expr: Expr, value: np.ndarray) -> np.ndarray:
+    def _formula_tolerance(self, expr: Expr, value: np.ndarray, kind: str | None = None) -> np.ndarray:
+        """The tolerance of a candidate formula for the quantity (of ``kind``) being diagnosed."""
         if self.mode == "exact":
             return _exact_tolerance(value)
 
         bounds = ErrorBounds(self.layout, self.env.nodes(), self.inputs, self.dtype, self.spec.tolerance)
-        return self.spec.tolerance.safety_factor * bounds.bound(expr) + get_format(self.dtype).eta
+        return self.spec.tolerance.safety_factor * bounds.bound(expr, kind) + get_format(self.dtype).eta
 
     def _scaled(self, allowed: np.ndarray, k: float, value: np.ndarray) -> np.ndarray:
         u = get_format(self.dtype).u if self.mode == "backend" else 2.0 ** -45
@@ -243,6 +244,7 @@ class CaseDiagnoser:
                             identity: Identity | None) -> Iterable[_Candidate]:
         """The formula with one additive term dropped, and the other layout's formula read in this layout."""
         when = identity.when if identity is not None else {}
+        kind = identity.kind if identity is not None else None
         pinned = {k: substitute(s, when) for k, s in self.layout.value_shapes.items()}
         cs = concrete_shapes(pinned, self.sizes)
         for path, node in _additive_nodes(expr):
@@ -255,7 +257,7 @@ class CaseDiagnoser:
                 if v is None:
                     continue
                 yield _Candidate("missing_term", f"the formula without the term {to_text(dropped)}: "
-                                                 f"{to_text(cand)}", v, self._formula_tolerance(cand, v),
+                                                 f"{to_text(cand)}", v, self._formula_tolerance(cand, v, kind),
                                  {"formula": to_text(cand), "dropped": to_text(dropped)})
         for path, node in transpose_candidates(expr, pinned):
             new = toggle_transpose(node)
@@ -266,7 +268,7 @@ class CaseDiagnoser:
             if v is None:
                 continue
             yield _Candidate("transposed", f"{to_text(new)} in place of {to_text(node)} inside the formula: "
-                                           f"{to_text(cand)}", v, self._formula_tolerance(cand, v),
+                                           f"{to_text(cand)}", v, self._formula_tolerance(cand, v, kind),
                              {"formula": to_text(cand)})
         if identity is not None:
             for oname, olay in self.spec.layouts.items():
@@ -282,7 +284,7 @@ class CaseDiagnoser:
                 if v is None:
                     continue
                 yield _Candidate("wrong_layout", f"the {oname} layout's formula {to_text(o.expr)} read in the "
-                                                 f"{self.layout.name} layout", v, self._formula_tolerance(o.expr, v),
+                                                 f"{self.layout.name} layout", v, self._formula_tolerance(o.expr, v, kind),
                                  {"formula": to_text(o.expr)})
 
     def _textbook(self, expr: Expr, g: np.ndarray, e: np.ndarray, allowed: np.ndarray) -> Diagnosis | None:
@@ -327,7 +329,8 @@ class CaseDiagnoser:
                 continue
             ev, bounds = got
             ex = ev.values[quantity]
-            allowed = self.spec.tolerance.safety_factor * bounds.bound(expr) + get_format(narrow).eta
+            kind = identity.kind if identity is not None else None
+            allowed = self.spec.tolerance.safety_factor * bounds.bound(expr, kind) + get_format(narrow).eta
             err = np.abs((g - ex.hi) - ex.lo)
             representable = bool(np.all(is_representable(g, get_format(narrow))))
             if representable and np.all(np.isfinite(allowed)) and np.all(err <= allowed):

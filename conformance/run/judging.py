@@ -127,7 +127,7 @@ class Judge:
                 continue
             try:
                 with self.timer.phase("bounds"):
-                    bound = bounds.bound(expr)
+                    bound = bounds.bound(expr, kind)
                 exact = ev.values[qid]
             except Exception as exc:  # a result the comparison cannot even read: an error, recorded
                 slots.append(_unreadable(record, qid, kind, exc))

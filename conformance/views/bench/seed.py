@@ -63,14 +63,14 @@ def seed_case_check(repeat: int, log: Callable[[str], None], engines: tuple[str,
             def bounds() -> None:
                 b = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, spec.tolerance)
                 for i in sized:
-                    b.bound(i.expr)
+                    b.bound(i.expr, i.kind)
 
             bd_wall, _ = median_time(bounds, repeat)
             reply = run.worker.evaluate(req)
             bnd = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, spec.tolerance)
             items = [(d.name, d.expr, d.shape) for d in lay.forward] + [(i.id, i.expr, i.shape) for i in sized]
-
-            bl = {q: bnd.bound(e) for q, e, _ in items}
+            kinds = {i.id: i.kind for i in sized}
+            bl = {q: bnd.bound(e, kinds.get(q)) for q, e, _ in items}
             shapes = {q: concrete(sh, case.sizes) for q, _, sh in items}
             kappa = spec.tolerance.safety_factor
             cmp_wall, _ = median_time(lambda: compare_many([(reply.values[q], ev.values[q], bl[q], shapes[q])
