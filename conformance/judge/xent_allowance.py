@@ -11,15 +11,12 @@ memo and internals.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from conformance.expr import BinOp, Call, Expr, Name, Transpose
-
-if TYPE_CHECKING:  # pragma: no cover
-    from conformance.judge.bounds import ErrorBounds
-    from conformance.spec.model import Layout
+from conformance.spec.model import Layout
 
 __all__ = ["ComposedXent", "composed_cross_entropy", "is_xent_gradient", "reverse_mode_allowance",
            "is_softmax_jacobian", "hessian_allowance", "hvp_tangent", "hvp_allowance"]
@@ -29,8 +26,11 @@ _INF = np.inf
 #: (the probabilities' name, their softmax definition, the labels' name)
 ComposedXent = tuple[str, Call, str]
 
+#: The :class:`~conformance.judge.bounds.ErrorBounds` of the case (not imported: bounds.py imports this module).
+Bounds = Any
 
-def composed_cross_entropy(layout: "Layout") -> ComposedXent | None:
+
+def composed_cross_entropy(layout: Layout) -> ComposedXent | None:
     """(probabilities, their softmax definition, labels) when the loss contains ``labels * log(probs)``
     with ``probs = softmax(...)``: the loss whose reverse mode divides by the probabilities."""
     loss = getattr(layout, "loss", None)
@@ -66,7 +66,7 @@ def is_xent_gradient(xent: ComposedXent, e: BinOp) -> bool:
             and isinstance(left.right, Call) and left.right.fn == "sum" and left.right.args == (Name(labels),))
 
 
-def reverse_mode_allowance(b: "ErrorBounds", xent: ComposedXent) -> np.ndarray:
+def reverse_mode_allowance(b: Bounds, xent: ComposedXent) -> np.ndarray:
     """The error that reverse mode through the composed loss -sum(y * log(softmax(theta))) adds to
     dL/dtheta = yhat - y, beyond the closed form's.
 
@@ -93,7 +93,7 @@ def reverse_mode_allowance(b: "ErrorBounds", xent: ComposedXent) -> np.ndarray:
     return out
 
 
-def stored_probabilities(b: "ErrorBounds", xent: ComposedXent
+def stored_probabilities(b: Bounds, xent: ComposedXent
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """(labels, probabilities, eps, finite_possible, class axis) of the composed cross-entropy, for the
     allowances of differentiating it: eps is the relative rounding of a stored probability, normal or
@@ -121,7 +121,7 @@ def stored_probabilities(b: "ErrorBounds", xent: ComposedXent
     return out
 
 
-def second_order_allowance(b: "ErrorBounds", xent: ComposedXent) -> np.ndarray:
+def second_order_allowance(b: Bounds, xent: ComposedXent) -> np.ndarray:
     """Per sample, the k x k matrix A (class axes last, shape (n, k, k)) that differentiating the composed
     cross-entropy -sum(y * log(softmax(theta))) twice adds to its Hessian in theta, w (Diag(p) - p p^T)
     with w = sum(y), beyond the closed form's error (docs/tolerances.md, "Second order through
@@ -168,7 +168,7 @@ def is_softmax_jacobian(xent: ComposedXent, e: BinOp) -> bool:
     return e.right in (BinOp("@", Transpose(probs), probs), BinOp("@", probs, Transpose(probs)))
 
 
-def hessian_allowance(b: "ErrorBounds", xent: ComposedXent, e: BinOp) -> np.ndarray:
+def hessian_allowance(b: Bounds, xent: ComposedXent, e: BinOp) -> np.ndarray:
     """The second-order allowance of a Hessian in theta written as ``Diag(yhat) - yhat yhat^T`` (one sample):
     A / w, so that the spec's ``sum(y) * (...)`` carries A; the normalised form (w = 1) carries A itb."""
     a = second_order_allowance(b, xent)
@@ -198,7 +198,7 @@ def hvp_tangent(xent: ComposedXent, e: BinOp) -> Expr | None:
     return None
 
 
-def hvp_allowance(b: "ErrorBounds", xent: ComposedXent, tangent: Expr) -> np.ndarray:
+def hvp_allowance(b: Bounds, xent: ComposedXent, tangent: Expr) -> np.ndarray:
     """The second-order allowance of H T per sample: sum_j A_ij |T_j|, with |T| through its absolute chain
     plus its own error bound (the backend's tangent is the computed one)."""
     _, _, _, _, ax_ = stored_probabilities(b, xent)
