@@ -183,6 +183,7 @@ def test_verify_of_an_exp_tower_ends_quickly_with_the_reason(tmp_path):
     verify = _cli("verify", "--spec", str(bad), "--per-regime", "1", timeout=60)
     assert verify.returncode == 1 and "Traceback" not in verify.stderr, verify.stderr[-2000:]
     assert "exp of a value beyond 2**1024 in magnitude" in verify.stdout
+    assert "oracle error" in verify.stdout and "REFUTED" not in verify.stdout  # no verdict on the identity
 
 
 # --------------------------------------------------------------------------- sizes and scales

@@ -320,11 +320,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for ident in lay.identities:
             vs = run.verifications(lname, ident.id, per_regime=args.per_regime)
             n_ok = sum(v["verdict"] == "holds" for v in vs)
-            refuted = [v for v in vs if v["verdict"] != "holds"]
-            bad += bool(refuted) or not vs
-            note = refuted[0]["reason"] if refuted else ("no applicable case" if not vs else "")
-            rows.append([ident.id, lname, f"{n_ok}/{len(vs)}", "holds" if vs and not refuted else "REFUTED" if refuted
-                         else "unchecked", note])
+            refuted = [v for v in vs if v["verdict"] not in ("holds", "error")]
+            errors = [v for v in vs if v["verdict"] == "error"]  # the oracle failed: no verdict on the identity
+            bad += bool(refuted or errors) or not vs
+            first = (refuted or errors or [{}])[0]
+            note = first.get("reason", "") if first else ("no applicable case" if not vs else "")
+            verdict = "REFUTED" if refuted else "oracle error" if errors else "holds" if vs else "unchecked"
+            rows.append([ident.id, lname, f"{n_ok}/{len(vs)}", verdict, note])
     _print_table(rows, ["identity", "layout", "cases", "verdict", "note"])
     return 1 if bad else 0
 
