@@ -455,3 +455,24 @@ def test_gradconform_run_exits_3_when_its_results_went_to_the_fallback(tmp_path,
     monkeypatch.setattr(cli, "_suite_in_process", late_failure)
     assert cli.main(["run", "--backend", "numpy", "--out", str(tmp_path / "out")]) == 3
     assert "the results of this run are in /tmp/x" in capsys.readouterr().err
+
+
+def test_a_report_that_cannot_be_built_after_the_fallback_is_said(tmp_path):
+    """--gc-report whose folder is gone at the end: the results go to the fallback and the missing report is said."""
+    conftest = tmp_path / "conftest_late_report.py"
+    conftest.write_text(
+        "import shutil, pathlib\n"
+        "def pytest_runtest_teardown(item):\n"
+        f"    d = pathlib.Path({str(tmp_path / 'out')!r})\n"
+        "    if d.is_dir():\n"
+        "        shutil.rmtree(d)\n"
+        "    d.write_text('now a file')\n")
+    proc = _suite(tmp_path, "--gc-report", str(tmp_path / "out"), "-p", "conftest_late_report")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == pytest.ExitCode.INTERNAL_ERROR, out[-3000:]
+    m = re.search(r"the results of this run are in (\S+\.json)", out)
+    assert m is not None, out[-3000:]
+    try:
+        assert "no report was built" in out and "gradconform report --out DIR" in out, out[-3000:]
+    finally:
+        Path(m.group(1)).unlink()

@@ -416,6 +416,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 _warn(config, f"gradconform: the results are in {path}, but the report could not be written "
                               f"({exc}); rebuild it with `gradconform report`")
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        elif config.getoption("--gc-report") and written.is_file():  # the results went elsewhere (said above)
+            _warn(config, f"gradconform: no report was built in {path.parent} (the results are in {written}); "
+                          f"build it with `gradconform report --out DIR {written}`")
     finally:
         run.close()
 
