@@ -82,6 +82,16 @@ def test_jet_jvp_equals_the_first_order_jacobian_times_the_tangent(seed_spec, la
 
 # ------------------------------------------------------------------------------------------- the spec
 
+def test_a_direction_of_scale_zero_is_the_zero_direction(tmp_path):
+    """normal: 0 for a tangent is what the spec says (a zero tangent), not the default scale 1."""
+    path = spec_copy(tmp_path, ("      default: {normal: 1}\n      y: {labels: soft}\n",
+                                "      default: {normal: 1}\n      y: {labels: soft}\n      v_theta: {normal: 0}\n"))
+    spec = load_spec(path)
+    for case in generate_cases(spec, "row", "float32", "benign", examples=1):
+        assert np.count_nonzero(case.inputs["v_theta"]) == 0
+        assert np.count_nonzero(case.inputs["v_a"]) == case.inputs["v_a"].size
+
+
 @pytest.mark.parametrize("regime", ["benign", "tiny_inputs"])
 def test_directions_are_generic_inputs_of_the_dtype_with_the_shape_of_their_variable(seed_spec, regime):
     lay = seed_spec.layouts["row"]

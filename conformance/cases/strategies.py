@@ -228,7 +228,8 @@ def _directions(network: Mapping[str, np.ndarray], names: list[str], shapes: Map
         salt = [zlib.crc32(repr(part).encode()) for part in (name, dtype, regime.name, family.name, magnitude)]
         rng = np.random.default_rng([digest] + salt)
         if gen.kind == "normal":
-            values = rng.standard_normal(size) * float(gen.resolve(magnitude) or 1.0)
+            scale = gen.resolve(magnitude)  # a scale of 0 is a zero direction, as the spec says; none is 1
+            values = rng.standard_normal(size) * (1.0 if scale is None else float(scale))
         elif gen.kind == "uniform":
             values = rng.uniform(gen.low, gen.high, size)
         elif gen.kind == "constant":

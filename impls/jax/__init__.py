@@ -164,7 +164,8 @@ class JaxBackend(Backend):
     computes it: the stable form a jax user writes, the plain name)."""
 
     name = "jax"
-    description = ("jax autodiff (jax.grad, jax.jacrev; jitted) over the forward definitions; loss as optax's "
+    description = ("jax autodiff (jax.grad, jax.jacrev, jax.jvp, jax.vjp, jax.hessian; jitted) over the forward "
+                   "definitions; loss as optax's "
                    "-sum(y * jax.nn.log_softmax(theta)) where it is -sum(y * log(softmax(theta))), any other loss "
                    "as written")
     fused = True
@@ -286,7 +287,8 @@ class JaxComposedBackend(JaxBackend):
     """jax autodiff over the forward definitions; the loss exactly as written."""
 
     name = "jax-composed"
-    description = ("jax autodiff (jax.grad, jax.jacrev; jitted) over the forward definitions; "
+    description = ("jax autodiff (jax.grad, jax.jacrev, jax.jvp, jax.vjp, jax.hessian; jitted) over the forward "
+                   "definitions; "
                    "the loss exactly as written (log(softmax(theta)) stays composed)")
     fused = False
 
