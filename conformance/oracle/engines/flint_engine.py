@@ -23,6 +23,7 @@ never used: the oracle raises the precision and evaluates again.
 from __future__ import annotations
 
 import math
+import operator
 from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any, Iterator, Mapping
@@ -49,15 +50,15 @@ _TINY = arb(2) ** -1100  # exact: certification.TINY
 
 
 def _array(values: list[Any], shape: tuple[int, ...]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out.reshape(shape)
+    """An object array of the given balls. ``np.fromiter`` with an object dtype stores the very objects,
+    and is about 8x cheaper than slice assignment (which probes every element as a possible sequence)."""
+    return np.fromiter(values, dtype=object, count=len(values)).reshape(shape)
 
 
 def to_arb(arr: np.ndarray) -> np.ndarray:
     """Exact conversion of a float array (any binary format numpy knows) to point balls."""
     a = np.asarray(arr).astype(np.float64)
-    return _array([arb(v) for v in a.reshape(-1).tolist()], a.shape)
+    return _array(list(map(arb, a.reshape(-1).tolist())), a.shape)
 
 
 # --------------------------------------------------------------------------- primitives on one ball
@@ -359,8 +360,9 @@ def arb_certify_many(values: Mapping[Any, np.ndarray], *, waive_ties: bool, bits
     n = flat.size
     balls = flat.tolist()
     hi = flat.astype(np.float64) if n else np.zeros(0)
-    lo = np.fromiter((float(x - h) for x, h in zip(balls, hi.tolist())), dtype=np.float64, count=n)
-    acc = np.fromiter((x.rel_accuracy_bits() for x in balls), dtype=np.float64, count=n)
+    # the same per-ball calls as a generator would make, driven by map (no Python frame per component)
+    lo = np.fromiter(map(float, map(operator.sub, balls, hi.tolist())), dtype=np.float64, count=n)
+    acc = np.fromiter(map(arb.rel_accuracy_bits, balls), dtype=np.float64, count=n)
     with np.errstate(all="ignore"):
         ahi = np.abs(hi)
         reach = (np.abs(lo) + ahi * 2.0 ** -96) * (1 + 2.0 ** -50)  # >= |mid - hi| + rad when acc >= 97
