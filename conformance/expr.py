@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_E = TypeVar("_E", bound="Expr")
 
 #: Function primitives of the math language: name -> (number of arguments, one-line meaning).
 #: Derived from the registry (:mod:`conformance.primitives`), the one list of them.
@@ -55,6 +56,31 @@ AXIS_REQUIRED = frozenset(p.name for p in PRIMITIVES.values() if p.axis is AxisU
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
 
 
+def _node(cls: type[_E]) -> type[_E]:
+    """A frozen dataclass node whose hash is computed once per object.
+
+    Why: the interpreter and the bounds memoise on sub-trees (dicts keyed by
+    :class:`Expr`), and the dataclass hash walks the whole sub-tree on every
+    lookup, so evaluating a tree cost O(size^2) hash calls (a profile of the
+    default suite had 76 million of them). The hash is the dataclass's own, of
+    the compared fields only; it is kept in the instance's ``__dict__`` and left
+    out of pickling and copying (string hashes differ between processes).
+    """
+    cls = dataclass(frozen=True)(cls)
+    structural = cls.__hash__
+
+    def __hash__(self: Expr) -> int:
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            h = structural(self)  # type: ignore[misc]
+            object.__setattr__(self, "_hash", h)
+            return h
+
+    cls.__hash__ = __hash__  # type: ignore[method-assign,assignment]
+    return cls
+
+
 @dataclass(frozen=True)
 class Expr:
     """Base of all nodes. ``col`` is the source column, kept for messages, not compared."""
@@ -62,14 +88,17 @@ class Expr:
     def children(self) -> tuple["Expr", ...]:
         return ()
 
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
-@dataclass(frozen=True)
+
+@_node
 class Name(Expr):
     id: str
     col: int = field(default=0, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@_node
 class Const(Expr):
     """A numeric literal, kept exact (``1e-7`` is the rational 1/10**7, not a float)."""
 
@@ -78,7 +107,7 @@ class Const(Expr):
     col: int = field(default=0, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@_node
 class Neg(Expr):
     operand: Expr
     col: int = field(default=0, compare=False, repr=False)
@@ -87,7 +116,7 @@ class Neg(Expr):
         return (self.operand,)
 
 
-@dataclass(frozen=True)
+@_node
 class BinOp(Expr):
     op: str  # one of + - * / @
     left: Expr
@@ -98,7 +127,7 @@ class BinOp(Expr):
         return (self.left, self.right)
 
 
-@dataclass(frozen=True)
+@_node
 class Pow(Expr):
     base: Expr
     exponent: int  # a non-negative integer literal
@@ -108,7 +137,7 @@ class Pow(Expr):
         return (self.base,)
 
 
-@dataclass(frozen=True)
+@_node
 class Transpose(Expr):
     operand: Expr
     col: int = field(default=0, compare=False, repr=False)
@@ -117,7 +146,7 @@ class Transpose(Expr):
         return (self.operand,)
 
 
-@dataclass(frozen=True)
+@_node
 class Call(Expr):
     fn: str
     args: tuple[Expr, ...]

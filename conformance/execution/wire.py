@@ -21,6 +21,7 @@ travel as nested JSON objects naming their :mod:`conformance.expr` node class.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import struct
@@ -202,6 +203,17 @@ def _decode_value(v: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- requests (harness -> worker)
+@functools.lru_cache(maxsize=256)
+def _encode_shared(m: Model, quantities: tuple[Quantity, ...]) -> dict[str, Any]:
+    """The plain-data form of a model and its quantity list. Why cached: a run sends the same few models
+    and lists with every request, and walking their trees was a tenth of a metamorphic check. Models and
+    quantities are deeply frozen, so the cached value is that of any equal pair; it is only serialised."""
+    return {"model": {"name": m.name, "layout": m.layout, "inputs": list(m.inputs),
+                      "forward": [[n, _encode_value(e)] for n, e in m.forward], "loss": m.loss},
+            "quantities": [{f.name: _encode_value(getattr(q, f.name)) for f in dataclasses.fields(q)}
+                           for q in quantities]}
+
+
 def encode_requests(requests: Sequence[Request]) -> bytes:
     """One frame with every request; models and quantity lists shared by several requests are sent once."""
     parts: list[bytes] = []
@@ -213,12 +225,7 @@ def encode_requests(requests: Sequence[Request]) -> bytes:
         k = (r.model, tuple(r.quantities))
         if k not in shared:
             shared[k] = len(shared_out)
-            m = r.model
-            shared_out.append({
-                "model": {"name": m.name, "layout": m.layout, "inputs": list(m.inputs),
-                          "forward": [[n, _encode_value(e)] for n, e in m.forward], "loss": m.loss},
-                "quantities": [{f.name: _encode_value(getattr(q, f.name)) for f in dataclasses.fields(q)}
-                               for q in r.quantities]})
+            shared_out.append(_encode_shared(*k))
         inputs = []
         for name, v in r.inputs.items():
             desc, offset = _put_array(np.asarray(v), parts, offset)
