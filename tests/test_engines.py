@@ -25,7 +25,7 @@ from conformance.cases.generate import generate_cases  # noqa: E402
 from conformance.oracle.certify import narrow_midpoint_mask  # noqa: E402
 from conformance.oracle.engines.base import EngineUnavailable  # noqa: E402
 from conformance.oracle.engines.select import DEFAULT_ENGINE, ENV_ORACLE, get_engine  # noqa: E402
-from conformance.oracle.engines.flint_engine import ArbOps, _exact_rule, arb_certify_many, to_arb  # noqa: E402
+from conformance.oracle.engines.flint_engine import ArbOps, _endpoints, _exact_rule, arb_certify_many, to_arb  # noqa: E402
 from conformance.expr import FUNCTIONS, interpret  # noqa: E402
 from conformance.oracle.arith import DomainError, IvOps, to_iv  # noqa: E402
 from conformance.spec.parse import parse_expr  # noqa: E402
@@ -254,3 +254,75 @@ def test_const_is_exact_in_both_engines():
         with e.precision(128):
             got = e.certify_array(ops.const(Fraction(1, 10)), waive_ties=False, bits=128)
         assert got.hi[0, 0] == 0.1
+
+
+# --------------------------------------------------------------------------- verifications, both engines
+
+def _claims(spec, layout):
+    """Every closed form the suite verifies in ``layout``: the spec's identities and its (conformable or not)
+    negative identities, as (identity, closed form, ignore_requires)."""
+    lay = spec.layouts[layout]
+    out = [(i, None, False) for i in lay.identities]
+    out += [(lay.identity(n.claims), n.expr, n.ignore_requires) for n in spec.negative_identities
+            if n.layout == layout]
+    return out
+
+
+@pytest.mark.parametrize("layout", ["row", "column"])
+def test_verifications_agree_in_both_engines(seed_spec, layout):
+    """The dual numbers and jets run over either engine's enclosures (the suite verifies with the oracle's
+    engine): on one case of every regime, every identity and every negative identity gets the same verdict,
+    component and precision in both, and the printed values agree to within the enclosures' widths."""
+    lay = seed_spec.layouts[layout]
+    seen: dict[tuple[str, str], int] = {}
+    for regime in seed_spec.without_wide().regimes:
+        for case in generate_cases(seed_spec, layout, "float64", regime, examples=1)[:1]:
+            for ident, expr, ignore in _claims(seed_spec, layout):
+                got = []
+                for e in ENGINES:
+                    try:
+                        got.append(oracle.verify_identity(lay, ident, case.inputs, case.sizes, expr=expr,
+                                                          ignore_requires=ignore, engine=e))
+                    except ValueError as exc:  # a closed form that is not conformable: both engines say so
+                        got.append(type(exc))
+                where = (regime, ident.id, repr(expr))
+                if not isinstance(got[0], oracle.Verification):
+                    assert got[0] is got[1] is ValueError, where
+                    continue
+                m, f = got
+                assert (m.verdict, m.worst_index, m.precision, m.reason) == \
+                    (f.verdict, f.worst_index, f.precision, f.reason), where
+                for a, b in ((m.identity_value, f.identity_value), (m.derivative_value, f.derivative_value)):
+                    assert (a is None) == (b is None), where
+                    if a is not None:
+                        assert a == pytest.approx(b, rel=2.0 ** -40, abs=1e-300), where
+                seen[(ident.kind, m.verdict)] = seen.get((ident.kind, m.verdict), 0) + 1
+    kinds = {k for k, _ in seen}
+    assert {"gradient", "jacobian", "jvp", "vjp", "hessian", "hvp"} <= kinds, seen
+    assert {v for _, v in seen} >= {"holds", "refuted"}, seen
+
+
+@pytest.mark.parametrize("layout", ["row", "column"])
+def test_derivatives_enclose_the_same_values_in_both_engines(seed_spec, layout):
+    """Two enclosures of one exact value intersect: the dual-number and jet derivatives of every identity's
+    (kind, of, wrt) in Arb balls and in mpmath intervals overlap componentwise (a wrong rule in either
+    algebra would give disjoint enclosures somewhere)."""
+    lay = seed_spec.layouts[layout]
+    case = generate_cases(seed_spec, layout, "float64", "benign", examples=1)[0]
+    checked = 0
+    for ident in lay.identities:
+        if any(case.sizes.get(d) != v for d, v in ident.when.items()):
+            continue
+        ders = {}
+        for e in ENGINES:
+            eng = get_engine(e)
+            with eng.precision(128):
+                ders[e] = oracle.derivative(lay, case.inputs, kind=ident.kind, of=ident.of, wrt=ident.wrt,
+                                            convention=ident.convention, direction=ident.direction, engine=eng)
+        m, f = ders["mpmath"], ders["flint"]
+        assert m.shape == f.shape, ident.id
+        for idx, ball in np.ndenumerate(f):
+            lo, hi = _endpoints(ball)  # exact
+            assert not (hi < m[idx].a or m[idx].b < lo), (ident.id, idx, ball, m[idx])
+        checked += 1
+    assert checked >= 20

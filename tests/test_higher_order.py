@@ -18,7 +18,8 @@ from conformance.backend import FIRST_ORDER_KINDS, QUANTITY_KINDS
 from conformance.cases.generate import generate_cases
 from conformance.checks.formula import CheckError, check
 from conformance.errors import SpecError
-from conformance.oracle.arith import endpoints, iv_mid_float, to_iv
+from conformance.oracle.arith import Dual, DualOps, endpoints, iv_mid_float, to_iv
+from conformance.oracle.engines.select import get_engine
 from conformance.oracle.evaluate import derivative, verify_identity
 from conformance.oracle.jets import Jet, JetOps
 from conformance.run.run import Run
@@ -37,21 +38,37 @@ def _one_case(spec, layout: str, regime: str = "benign", n: int = 1):
 
 # ------------------------------------------------------------------------------------------- the jets
 
+def _ends(x):
+    """Exact endpoints of an enclosure of either engine (mpmath interval or Arb ball)."""
+    if isinstance(x, mpmath.ctx_iv.ivmpf):
+        return endpoints(x)
+    from conformance.oracle.engines.flint_engine import _endpoints
+    return _endpoints(x)
+
+
 @pytest.mark.parametrize("fn, f", [("exp", mpmath.exp), ("log", mpmath.log), ("tanh", mpmath.tanh),
                                    ("sigmoid", lambda t: 1 / (1 + mpmath.exp(-t)))])
 @pytest.mark.parametrize("x0", ["0.3", "2.5", "-1.75"])
-def test_jet_second_derivative_of_each_elementwise_primitive_matches_mpmath(fn, f, x0):
+@pytest.mark.parametrize("engine", ["mpmath", "flint"])
+def test_jet_and_dual_derivatives_of_each_elementwise_primitive_match_mpmath(fn, f, x0, engine):
+    """In both engines' algebras (the suite verifies in the oracle's): the jets' first and second derivative
+    and the dual numbers' first derivative of each elementwise primitive enclose mpmath.diff's."""
+    if engine == "flint":
+        pytest.importorskip("flint")
     if fn == "log" and x0.startswith("-"):
         x0 = x0[1:]
-    mpmath.iv.prec = 200
-    one = to_iv(np.ones((1, 1)))
-    x = Jet(to_iv(np.array([[float(x0)]])), one.reshape(1, 1, 1), one.reshape(1, 1, 1), None)
-    out = JetOps().call(fn, (x,), None)
+    eng = get_engine(engine)
+    with eng.precision(200):
+        one = eng.from_floats(np.ones((1, 1)))
+        point = eng.from_floats(np.array([[float(x0)]]))
+        x = Jet(point, one.reshape(1, 1, 1), one.reshape(1, 1, 1), None)
+        out = JetOps(eng.ops()).call(fn, (x,), None)
+        dual = DualOps(eng.ops()).call(fn, (Dual(point, one.reshape(1, 1, 1)),), None)
     with mpmath.workdps(60):
         exact1 = mpmath.diff(f, mpmath.mpf(float(x0)), 1)
         exact2 = mpmath.diff(f, mpmath.mpf(float(x0)), 2)
-        for got, exact in ((out.a[0, 0, 0], exact1), (out.ab[0, 0, 0, 0], exact2)):
-            lo, hi = endpoints(got)
+        for got, exact in ((out.a[0, 0, 0], exact1), (out.ab[0, 0, 0, 0], exact2), (dual.t[0, 0, 0], exact1)):
+            lo, hi = _ends(got)
             assert lo - mpmath.mpf(10) ** -40 <= exact <= hi + mpmath.mpf(10) ** -40, (fn, x0, got, exact)
 
 

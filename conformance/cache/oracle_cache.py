@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-import mpmath
 from platformdirs import user_cache_dir
 
 from conformance import expr as expr_module
@@ -43,7 +42,7 @@ from conformance import formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cache.store import BlobStore, CacheAuditError
 from conformance.expr import Expr, Ops, interpret
-from conformance.oracle import arith, certify, evaluate
+from conformance.oracle import arith, certify, evaluate, higher_order, jets
 from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact
 from conformance.oracle.engines import base as engine_base
 from conformance.oracle.engines import select as engine_select
@@ -217,14 +216,16 @@ class OracleCache:
         return self.store.put(self.key(engine, layout, inputs, identities, start_bits), arrays, meta)
 
     # ------------------------------------------------------------------ identity verifications
-    def verification_key(self, layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
-                         sizes: Mapping[str, int], expr: Expr | None, ignore_requires: bool,
-                         start_bits: int) -> dict[str, Any]:
+    def verification_key(self, engine: Engine, layout: "Layout", identity: "Identity",
+                         inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int], expr: Expr | None,
+                         ignore_requires: bool, start_bits: int) -> dict[str, Any]:
+        # the engine that verified (evaluate.verification_engine): another engine's enclosures give the same
+        # verdict but may print other midpoints, and an audit must compare like with like
         return {
             "kind": "verify",
-            "engine": {"engine": "mpmath-dual", "version": str(mpmath.__version__)},
+            "engine": {**engine.describe(), "derivative": "dual numbers and jets"},
             "bits": {"start": start_bits, "max": MAX_BITS},
-            "code": code_hash(*_oracle_modules()),
+            "code": code_hash(*_oracle_modules(), sys.modules[type(engine).__module__], higher_order, jets),
             "spec": _shape_of(layout, ())[1],
             "identity": [identity.id, identity.kind, identity.of, identity.wrt, identity.convention,
                          repr(identity.expr), list(identity.requires), sorted(identity.when.items())],
@@ -234,11 +235,11 @@ class OracleCache:
             "inputs": _inputs_key(inputs),
         }
 
-    def get_verification(self, layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
-                         sizes: Mapping[str, int], expr: Expr | None, ignore_requires: bool,
-                         start_bits: int) -> Any:
-        entry = self.verify_store.get(self.verification_key(layout, identity, inputs, sizes, expr, ignore_requires,
-                                                            start_bits))
+    def get_verification(self, engine: Engine, layout: "Layout", identity: "Identity",
+                         inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int], expr: Expr | None,
+                         ignore_requires: bool, start_bits: int) -> Any:
+        entry = self.verify_store.get(self.verification_key(engine, layout, identity, inputs, sizes, expr,
+                                                            ignore_requires, start_bits))
         if entry is None:
             return None
         try:
@@ -252,9 +253,9 @@ class OracleCache:
             self.verify_store.unhit("contents")
             return None
 
-    def put_verification(self, layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
-                         sizes: Mapping[str, int], expr: Expr | None, ignore_requires: bool, start_bits: int,
-                         v: Any) -> bool:
+    def put_verification(self, engine: Engine, layout: "Layout", identity: "Identity",
+                         inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int], expr: Expr | None,
+                         ignore_requires: bool, start_bits: int, v: Any) -> bool:
         import math
 
         def num(x: Any) -> Any:
@@ -267,8 +268,8 @@ class OracleCache:
                 "worst_index": list(v.worst_index) if v.worst_index is not None else None,
                 "identity_value": num(v.identity_value), "derivative_value": num(v.derivative_value),
                 "precision": int(v.precision)}
-        return self.verify_store.put(self.verification_key(layout, identity, inputs, sizes, expr, ignore_requires,
-                                                           start_bits), {}, meta)
+        return self.verify_store.put(self.verification_key(engine, layout, identity, inputs, sizes, expr,
+                                                           ignore_requires, start_bits), {}, meta)
 
 
 def cached_evaluate(layout: "Layout", inputs: Mapping[str, np.ndarray], identities: Sequence["Identity"], *,
@@ -312,17 +313,19 @@ def _difference(a: OracleEvaluation, b: OracleEvaluation) -> str:
 
 def cached_verify_identity(layout: "Layout", identity: "Identity", inputs: Mapping[str, np.ndarray],
                            sizes: Mapping[str, int], *, cache: OracleCache | None, expr: Expr | None = None,
-                           ignore_requires: bool = False, start_bits: int = START_BITS) -> Verification:
+                           ignore_requires: bool = False, start_bits: int = START_BITS,
+                           engine: "str | Engine | None" = None) -> Verification:
     """:func:`conformance.oracle.evaluate.verify_identity`, read from ``cache`` when it holds the verdict."""
+    eng = evaluate.verification_engine(identity, engine)
     if cache is None:
         return evaluate.verify_identity(layout, identity, inputs, sizes, expr=expr,
-                                        ignore_requires=ignore_requires, start_bits=start_bits)
-    args = (layout, identity, inputs, sizes, expr, ignore_requires, start_bits)
+                                        ignore_requires=ignore_requires, start_bits=start_bits, engine=eng)
+    args = (eng, layout, identity, inputs, sizes, expr, ignore_requires, start_bits)
     hit = cache.get_verification(*args)
     if hit is not None and not cache.verify_store.audit():
         return hit
     fresh = evaluate.verify_identity(layout, identity, inputs, sizes, expr=expr,
-                                     ignore_requires=ignore_requires, start_bits=start_bits)
+                                     ignore_requires=ignore_requires, start_bits=start_bits, engine=eng)
     if hit is None:
         cache.put_verification(*args, fresh)
     elif hit != fresh:

@@ -126,9 +126,10 @@ def families_for(spec: Spec, neg: NegativeIdentity) -> tuple[ShapeFamily, ...]:
 
 
 def refute(spec: Spec, neg: NegativeIdentity, *, seed: int = DEFAULT_SEED, examples: int = 3,
-           shrink: bool = True, cache: Any = None) -> Refutation:
+           shrink: bool = True, cache: Any = None, engine: Any = None) -> Refutation:
     """Try to refute ``neg`` in each of its families (see the module docstring). ``cache``: an on-disk
-    oracle cache (conformance.cache.oracle_cache.OracleCache) for the verifications, shrinking included."""
+    oracle cache (conformance.cache.oracle_cache.OracleCache) for the verifications, shrinking included;
+    ``engine``: the oracle engine they compute in (default: the oracle's default)."""
     layout = spec.layouts[neg.layout]
     claimed = layout.identity(neg.claims)
     regime = default_regime(spec, neg)
@@ -152,22 +153,23 @@ def refute(spec: Spec, neg: NegativeIdentity, *, seed: int = DEFAULT_SEED, examp
         # one shrunk counterexample is enough to read by hand; the other families keep the first refuting case
         first = shrink and not any(o.verdict == REFUTED_BY_VALUE for o in outcomes)
         outcomes.append(_refute_by_value(spec, neg, fam, cases_by_family.get(fam.name, []), regime, seed, first,
-                                         cache))
+                                         cache, engine))
     return Refutation(neg, regime, tuple(outcomes))
 
 
-def _verify(spec: Spec, neg: NegativeIdentity, case: Case, cache: Any = None) -> oracle.Verification:
+def _verify(spec: Spec, neg: NegativeIdentity, case: Case, cache: Any = None,
+            engine: Any = None) -> oracle.Verification:
     layout = spec.layouts[neg.layout]
     return cached_verify_identity(layout, layout.identity(neg.claims), case.inputs, case.sizes, expr=neg.expr,
-                                  ignore_requires=neg.ignore_requires, cache=cache)
+                                  ignore_requires=neg.ignore_requires, cache=cache, engine=engine)
 
 
 def _refute_by_value(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, cases: list[Case], regime: str,
-                     seed: int, shrink: bool, cache: Any = None) -> FamilyOutcome:
+                     seed: int, shrink: bool, cache: Any = None, engine: Any = None) -> FamilyOutcome:
     tried = 0
     for case in cases:
         try:
-            v = _verify(spec, neg, case, cache)
+            v = _verify(spec, neg, case, cache, engine)
         except (GradconformError, ArithmeticError) as exc:
             return FamilyOutcome(fam.name, ERROR, f"the oracle failed: {exc}", case, cases_tried=tried + 1)
         if v.verdict == "not_applicable":
@@ -175,8 +177,8 @@ def _refute_by_value(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, cases:
         tried += 1
         if v.verdict == "refuted":
             if shrink:
-                case = _shrink(spec, neg, fam, case, regime, seed, cache)
-                v = _verify(spec, neg, case, cache)
+                case = _shrink(spec, neg, fam, case, regime, seed, cache, engine)
+                v = _verify(spec, neg, case, cache, engine)
             return FamilyOutcome(fam.name, REFUTED_BY_VALUE,
                                  f"at component {v.worst_index}: the formula gives {v.identity_value:.17g}, the "
                                  f"derivative is {v.derivative_value:.17g} (certified intervals, disjoint)",
@@ -188,18 +190,18 @@ def _refute_by_value(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, cases:
 
 
 def _shrink(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, found: Case, regime: str, seed: int,
-            cache: Any = None) -> Case:
+            cache: Any = None, engine: Any = None) -> Case:
     """A simpler refuting case in the same cell, by hypothesis shrinking (the found case if none is simpler)."""
     layout = spec.layouts[neg.layout]
     simpler = shrink_counterexample(spec, layout.name, layout.identity(neg.claims), neg.expr, regime=regime,
                                     family=fam.name, magnitude=found.magnitude, seed=cell_seed(seed, "negative", neg.id),
-                                    ignore_requires=neg.ignore_requires, cache=cache)
+                                    ignore_requires=neg.ignore_requires, cache=cache, engine=engine)
     return simpler if simpler is not None else found
 
 
 def shrink_counterexample(spec: Spec, layout: str, identity: Any, expr: Any, *, regime: str, family: str,
                           magnitude: float | None, seed: int, ignore_requires: bool = False,
-                          max_examples: int = 40, cache: Any = None) -> Case | None:
+                          max_examples: int = 40, cache: Any = None, engine: Any = None) -> Case | None:
     """The simplest case of a (regime, family, magnitude) cell on which ``expr``, claimed for ``identity``, is
     refuted by the oracle: hypothesis generates, then shrinks toward zeros and first positions. None if no
     case of the cell refutes it within the budget."""
@@ -212,7 +214,8 @@ def shrink_counterexample(spec: Spec, layout: str, identity: Any, expr: Any, *, 
     def refuted(case: Case) -> bool:
         try:
             return cached_verify_identity(lay, identity, case.inputs, case.sizes, expr=expr,
-                                          ignore_requires=ignore_requires, cache=cache).verdict == "refuted"
+                                          ignore_requires=ignore_requires, cache=cache,
+                                          engine=engine).verdict == "refuted"
         except (GradconformError, ArithmeticError):
             return False
 

@@ -219,6 +219,18 @@ class IvOps(Ops[np.ndarray]):
     def fn_tanh(self, x: np.ndarray) -> np.ndarray:
         return _tanh(x)
 
+    def sech(self, x: np.ndarray) -> np.ndarray:
+        """Not a primitive: the dual numbers' tanh' = sech**2 (free of the cancellation in 1 - tanh**2)."""
+        return _sech(x)
+
+    def has_zero(self, x: np.ndarray) -> bool:
+        """Not a primitive: whether some entry may be zero (the derivatives' domain checks)."""
+        return _has_zero(x)
+
+    def shift(self, x: np.ndarray, axis: int | None) -> np.ndarray:
+        """Not a primitive: a point near the maximum along ``axis`` (the jets' exact softmax shift)."""
+        return _shift(x, axis)
+
     def fn_relu(self, x: np.ndarray) -> np.ndarray:
         return _relu(x)
 
@@ -275,10 +287,17 @@ def _tadd(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 
 
 class DualOps(Ops[Dual]):
-    """Forward-mode derivatives over intervals, K directions at once."""
+    """Forward-mode derivatives over enclosures, K directions at once.
 
-    def __init__(self) -> None:
-        self.base = IvOps()
+    ``base`` is the algebra of the values and tangents: mpmath intervals (:class:`IvOps`) unless an engine's
+    algebra is given (the flint engine's Arb balls make a verification several times cheaper). Every value
+    goes through ``base``'s primitives; the tangents are combined with numpy's elementwise operations and
+    ``matmul`` over the same enclosures, so the derivative is an enclosure in either algebra.
+    """
+
+    def __init__(self, base: Any = None) -> None:
+        self.base = base if base is not None else IvOps()
+        self._zero = self.base.const(Fraction(0)).item()
 
     def const(self, value: Fraction) -> Dual:
         return Dual(self.base.const(value), None)
@@ -302,7 +321,7 @@ class DualOps(Ops[Dual]):
 
     def matmul(self, x: Dual, y: Dual) -> Dual:
         t = _tadd(None if x.t is None else np.matmul(x.t, y.v), None if y.t is None else np.matmul(x.v, y.t))
-        return Dual(np.matmul(x.v, y.v), t)
+        return Dual(self.base.matmul(x.v, y.v), t)
 
     def pow(self, x: Dual, n: int) -> Dual:
         if n == 0:
@@ -313,25 +332,25 @@ class DualOps(Ops[Dual]):
         return Dual(x.v.T, None if x.t is None else np.swapaxes(x.t, 1, 2))
 
     def fn_exp(self, x: Dual) -> Dual:
-        e = _exp(x.v)
+        e = self.base.fn_exp(x.v)
         return Dual(e, None if x.t is None else x.t * e)
 
     def fn_log(self, x: Dual) -> Dual:
-        return Dual(_log(x.v), None if x.t is None else x.t / x.v)
+        return Dual(self.base.fn_log(x.v), None if x.t is None else x.t / x.v)
 
     def fn_sigmoid(self, x: Dual) -> Dual:
-        s = _sigmoid(x.v)
+        s = self.base.fn_sigmoid(x.v)
         # sigmoid' = sigmoid(x) * sigmoid(-x): free of the cancellation in s - s*s
-        return Dual(s, None if x.t is None else x.t * (s * _sigmoid(-x.v)))
+        return Dual(s, None if x.t is None else x.t * (s * self.base.fn_sigmoid(-x.v)))
 
     def fn_tanh(self, x: Dual) -> Dual:
-        return Dual(_tanh(x.v), None if x.t is None else x.t * (_sech(x.v) ** 2))
+        return Dual(self.base.fn_tanh(x.v), None if x.t is None else x.t * (self.base.sech(x.v) ** 2))
 
     def fn_relu(self, x: Dual) -> Dual:
-        return Dual(_relu(x.v), None if x.t is None else x.t * _step(x.v))
+        return Dual(self.base.fn_relu(x.v), None if x.t is None else x.t * self.base.fn_step(x.v))
 
     def fn_step(self, x: Dual) -> Dual:
-        return Dual(_step(x.v), None)
+        return Dual(self.base.fn_step(x.v), None)
 
     def fn_softmax(self, x: Dual, axis: int | None) -> Dual:
         y = self.base.fn_softmax(x.v, axis)
@@ -370,7 +389,7 @@ class DualOps(Ops[Dual]):
             return Dual(v, None)
         k = x.v.size
         kk = x.t.shape[0]
-        t = _array([_ivmpf(0)] * (kk * k * k), (kk, k, k))
+        t = _array([self._zero] * (kk * k * k), (kk, k, k))
         flat = x.t.reshape(kk, k)
         for i in range(k):
             t[:, i, i] = flat[:, i]

@@ -194,28 +194,27 @@ def evaluate(
 # --------------------------------------------------------------------------- derivatives
 
 def derivative(layout: Layout, inputs: Mapping[str, np.ndarray], *, kind: str, of: str, wrt: str,
-               convention: str | None = None, direction: str | None = None) -> np.ndarray:
+               convention: str | None = None, direction: str | None = None,
+               engine: "str | Engine" = "mpmath") -> np.ndarray:
     """The derivative of forward value ``of`` with respect to ``wrt`` (an input or a forward value), by
-    forward-mode dual numbers over intervals at the current ``mpmath.iv.prec``, in the identity's layout.
+    forward-mode dual numbers over ``engine``'s enclosures (mpmath intervals unless named) at its current
+    precision (call inside ``engine.precision``; mpmath: ``mpmath.iv.prec``), in the identity's layout.
     The kinds jvp, vjp, hessian and hvp (along the input ``direction``) come from second-order jets
-    (:mod:`conformance.oracle.higher_order`)."""
+    (:mod:`conformance.oracle.higher_order`) over the same enclosures."""
     if kind in HIGHER_ORDER_KINDS:
-        return higher_order_derivative(layout, inputs, kind=kind, of=of, wrt=wrt, direction=direction)
-    iv = mpmath.iv
-    ops = DualOps()
+        return higher_order_derivative(layout, inputs, kind=kind, of=of, wrt=wrt, direction=direction,
+                                       engine=engine)
+    eng = get_engine(engine)
+    ops = DualOps(eng.ops())
     env: dict[str, Dual] = {}
     seeded = False
 
     def seed(value: np.ndarray) -> Dual:
         k = value.size
-        t = np.empty((k, k), dtype=object)
-        for i in range(k):
-            for j in range(k):
-                t[i, j] = iv.mpf(1 if i == j else 0)
-        return Dual(value, t.reshape((k,) + value.shape))
+        return Dual(value, eng.from_floats(np.eye(k)).reshape((k,) + value.shape))
 
     for name, arr in inputs.items():
-        value = to_iv(arr)
+        value = eng.from_floats(arr)
         if name == wrt:
             env[name] = seed(value)
             seeded = True
@@ -232,18 +231,20 @@ def derivative(layout: Layout, inputs: Mapping[str, np.ndarray], *, kind: str, o
     out = env[of]
     wrt_shape = env[wrt].v.shape
     k = int(np.prod(wrt_shape))
-    if out.t is None:
-        t = np.empty((k,) + out.v.shape, dtype=object)
-        for idx in np.ndindex(t.shape):
-            t[idx] = iv.mpf(0)
-    else:
-        t = out.t
+    t = eng.from_floats(np.zeros((k,) + out.v.shape)) if out.t is None else out.t
     if kind == "gradient":
         if out.v.shape != (1, 1):
             raise ValueError(f"gradient of non-scalar {of!r}")
         return np.array(t).reshape(wrt_shape)
     flat = np.array(t).reshape(k, -1)  # row j: d of / d wrt_j
     return flat.T.copy() if convention == "numerator" else flat.copy()
+
+
+def verification_engine(identity: Identity, engine: "str | Engine | None" = None) -> Engine:
+    """The engine a verification of ``identity`` computes in: ``engine``, default the oracle's (as
+    :func:`~conformance.oracle.engines.select.get_engine` chooses it). Whatever the identity's kind: the
+    dual numbers and the second-order jets are written over any engine's algebra."""
+    return get_engine(engine)
 
 
 def verify_identity(
@@ -255,10 +256,16 @@ def verify_identity(
     expr: Expr | None = None,
     ignore_requires: bool = False,
     start_bits: int = START_BITS,
+    engine: "str | Engine | None" = None,
 ) -> Verification:
     """Check ``identity`` (or another closed form ``expr`` claimed for the same derivative) against the
     dual-number derivative of the forward definitions, on one case (cached above this function:
-    :func:`conformance.cache.oracle_cache.cached_verify_identity`)."""
+    :func:`conformance.cache.oracle_cache.cached_verify_identity`).
+
+    Both sides are enclosures in one engine (:func:`verification_engine`): disjoint enclosures refute the
+    identity rigorously, at any precision; it holds when they overlap and both are certified (the rule of
+    :mod:`conformance.oracle.certify`), else the precision doubles. Any sound engine gives the same verdict
+    except where the two values differ by less than the enclosures' width at every precision tried."""
     if any(sizes.get(d) != v for d, v in identity.when.items()):
         return Verification(identity.id, layout.name, "not_applicable", "pinned dimensions do not match this case")
     pre = preconditions_hold(layout, inputs)
@@ -266,42 +273,29 @@ def verify_identity(
         return Verification(identity.id, layout.name, "not_applicable", "preconditions do not hold for this case")
     closed_form = expr if expr is not None else identity.expr
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
-    iv = mpmath.iv
-    saved = iv.prec
+    eng = verification_engine(identity, engine)
     p = max(int(start_bits), 2)
-    try:
-        while p <= MAX_BITS:
-            iv.prec = p
-            env = {k: to_iv(v) for k, v in arrays.items()}
-            _forward(layout, env, IvOps(), {})
-            closed = interpret(closed_form, env, IvOps(), {})
+    while p <= MAX_BITS:
+        with eng.precision(p):
+            ops, env = eng.start(arrays)
+            _forward(layout, env, ops, {})
+            closed = interpret(closed_form, env, ops, {})
             ad = derivative(layout, arrays, kind=identity.kind, of=identity.of, wrt=identity.wrt,
-                            convention=identity.convention, direction=identity.direction)
+                            convention=identity.convention, direction=identity.direction, engine=eng)
             if closed.shape != ad.shape:
                 return Verification(identity.id, layout.name, "refuted",
                                     f"shape {closed.shape[0]} x {closed.shape[1]} differs from the derivative's "
                                     f"{ad.shape[0]} x {ad.shape[1]}", precision=p)
             closed = np.broadcast_to(closed, ad.shape)
-            with mpmath.workprec(2 * p):
-                # disjoint intervals refute the identity rigorously, at any precision
-                for idx, d in np.ndenumerate(ad):
-                    c = closed[idx]
-                    (ca, cb), (da, db) = endpoints(c), endpoints(d)
-                    if cb < da or db < ca:
-                        return Verification(
-                            identity.id, layout.name, "refuted",
-                            f"differs from the derivative of the forward definitions at component {idx}",
-                            tuple(int(i) for i in idx), _mid(c), _mid(d), p)
-                if all(_certified_component(v) is not None for v in closed.reshape(-1)) and \
-                        all(_certified_component(v) is not None for v in ad.reshape(-1)):
-                    return Verification(identity.id, layout.name, "holds",
-                                        "agrees with the derivative of the forward definitions", precision=p)
-            p *= 2
-    finally:
-        iv.prec = saved
+            idx = eng.first_disjoint(closed, ad)
+            if idx is not None:
+                return Verification(
+                    identity.id, layout.name, "refuted",
+                    f"differs from the derivative of the forward definitions at component {idx}",
+                    idx, eng.midpoint(closed[idx]), eng.midpoint(ad[idx]), p)
+            if eng.certify_array(closed, waive_ties=False, bits=p) is not None and \
+                    eng.certify_array(ad, waive_ties=False, bits=p) is not None:
+                return Verification(identity.id, layout.name, "holds",
+                                    "agrees with the derivative of the forward definitions", precision=p)
+        p *= 2
     raise OracleError(f"could not decide identity {identity.id!r} with {MAX_BITS} bits of precision")
-
-
-def _mid(x: Any) -> float:
-    a, b = endpoints(x)
-    return float((a + b) / 2)

@@ -26,7 +26,8 @@ from typing import Mapping
 import numpy as np
 
 from conformance.expr import interpret
-from conformance.oracle.arith import to_iv
+from conformance.oracle.engines.base import Engine
+from conformance.oracle.engines.select import get_engine
 from conformance.oracle.jets import Jet, JetOps, basis, zeros
 from conformance.spec.model import Layout
 
@@ -36,35 +37,36 @@ __all__ = ["HIGHER_ORDER_KINDS", "higher_order_derivative"]
 HIGHER_ORDER_KINDS = ("jvp", "vjp", "hessian", "hvp")
 
 
-def _seeds(kind: str, value: np.ndarray, direction: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _seeds(kind: str, value: np.ndarray, direction: np.ndarray | None,
+           base: object) -> tuple[np.ndarray, np.ndarray | None]:
     shape = value.shape
     if kind == "jvp":
         assert direction is not None
         return direction.reshape((1,) + shape), None
     if kind == "vjp":
-        return basis(shape), None
+        return basis(shape, base), None
     if kind == "hessian":
-        return basis(shape), basis(shape)
+        return basis(shape, base), basis(shape, base)
     assert direction is not None  # hvp
-    return basis(shape), direction.reshape((1,) + shape)
+    return basis(shape, base), direction.reshape((1,) + shape)
 
 
 def _forward_jets(layout: Layout, inputs: Mapping[str, np.ndarray], kind: str, wrt: str,
-                  direction: np.ndarray | None) -> dict[str, Jet]:
-    ops = JetOps()
+                  direction: np.ndarray | None, eng: Engine) -> dict[str, Jet]:
+    ops = JetOps(eng.ops())
     env: dict[str, Jet] = {}
     seeded = False
     for name, arr in inputs.items():
-        value = to_iv(arr)
+        value = eng.from_floats(arr)
         if name == wrt:
-            env[name] = Jet(value, *_seeds(kind, value, direction))
+            env[name] = Jet(value, *_seeds(kind, value, direction, ops.base))
             seeded = True
         else:
             env[name] = Jet(value)
     for d in layout.forward:
         val = interpret(d.expr, env, ops, {})
         if d.name == wrt:
-            val = Jet(val.v, *_seeds(kind, val.v, direction))
+            val = Jet(val.v, *_seeds(kind, val.v, direction, ops.base))
             seeded = True
         env[d.name] = val
     if not seeded:
@@ -73,30 +75,33 @@ def _forward_jets(layout: Layout, inputs: Mapping[str, np.ndarray], kind: str, w
 
 
 def higher_order_derivative(layout: Layout, inputs: Mapping[str, np.ndarray], *, kind: str, of: str, wrt: str,
-                            direction: str | None) -> np.ndarray:
+                            direction: str | None, engine: "str | Engine" = "mpmath") -> np.ndarray:
     """The ``kind`` derivative of ``of`` with respect to ``wrt`` (along the input ``direction`` where the kind has
-    one), as an object array of intervals at the current ``mpmath.iv.prec``."""
+    one), as an object array of ``engine``'s enclosures (mpmath intervals unless named) at its current
+    precision (call inside ``engine.precision``; mpmath: ``mpmath.iv.prec``)."""
     if kind not in HIGHER_ORDER_KINDS:
         raise ValueError(f"not a higher-order kind: {kind!r}; known: {', '.join(HIGHER_ORDER_KINDS)}")
     if kind != "hessian" and (direction is None or direction not in inputs):
         raise KeyError(f"a {kind} needs its {'cotangent' if kind == 'vjp' else 'tangent'} among the inputs "
                        f"(got {direction!r})")
-    dir_iv = to_iv(inputs[direction]) if direction is not None and kind != "hessian" else None
-    env = _forward_jets(layout, inputs, kind, wrt, dir_iv)
+    eng = get_engine(engine)
+    base = eng.ops()
+    dir_iv = eng.from_floats(inputs[direction]) if direction is not None and kind != "hessian" else None
+    env = _forward_jets(layout, inputs, kind, wrt, dir_iv, eng)
     out, at = env[of], env[wrt]
     shape = at.v.shape
     k = int(np.prod(shape))
     if kind == "jvp":
-        return out.a[0].copy() if out.a is not None else zeros(out.v.shape)
+        return out.a[0].copy() if out.a is not None else zeros(out.v.shape, base)
     if kind == "vjp":
         if out.a is None:
-            return zeros(shape)
-        u = to_iv(inputs[direction])  # type: ignore[index]
+            return zeros(shape, base)
+        u = eng.from_floats(inputs[direction])  # type: ignore[index]
         jac = np.asarray(out.a).reshape(k, -1)  # row j: d of / d wrt_j
         return np.sum(jac * u.reshape(1, -1), axis=1).reshape(shape)
     if out.v.shape != (1, 1):
         raise ValueError(f"{kind} of non-scalar {of!r}")
     if kind == "hessian":
-        return zeros((k, k)) if out.ab is None else np.asarray(out.ab).reshape(k, k).copy()
-    return zeros(shape) if out.ab is None else np.asarray(out.ab).reshape(k).reshape(shape).copy()
+        return zeros((k, k), base) if out.ab is None else np.asarray(out.ab).reshape(k, k).copy()
+    return zeros(shape, base) if out.ab is None else np.asarray(out.ab).reshape(k).reshape(shape).copy()
 

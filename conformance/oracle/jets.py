@@ -16,8 +16,9 @@ s' = s (1 - s) computed as sigmoid(x) sigmoid(-x), exp'' = exp, log'' =
 -1/x**2, tanh'' = -2 tanh sech**2); softmax, log-softmax and logsumexp are
 composed from exp, sum and division after an exact shift. An identity of
 the spec is then checked against derivatives that share no formula with it.
-Every entry is an mpmath interval, so the results are enclosures like the
-rest of the oracle's (``mpmath.iv.prec`` bits, set by the caller).
+Every entry is an enclosure of the base algebra (mpmath intervals, or an
+engine's: Arb balls), like the rest of the oracle's, at the precision the
+caller set.
 """
 
 from __future__ import annotations
@@ -28,25 +29,24 @@ from typing import Any
 import numpy as np
 
 from conformance.expr import Ops
-from conformance.oracle.arith import DomainError, IvOps, _array, _exp, _has_zero, _log, _sech, _shift, _sigmoid, \
-    _step, _sum_axis, _tanh, _relu
+from conformance.oracle.arith import DomainError, IvOps, _array, _sum_axis
 
 __all__ = ["Jet", "JetOps", "basis", "zeros"]
 
-_base = IvOps()
+_IV = IvOps()
 
 
-def zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """An object array of exact interval zeros."""
+def zeros(shape: tuple[int, ...], base: Any = None) -> np.ndarray:
+    """An object array of exact zeros of ``base``'s algebra (mpmath intervals unless given)."""
     n = int(np.prod(shape)) if shape else 1
-    return _array([_base.const(Fraction(0))[0, 0]] * n, shape)
+    return _array([(base or _IV).const(Fraction(0))[0, 0]] * n, shape)
 
 
-def basis(shape: tuple[int, int]) -> np.ndarray:
+def basis(shape: tuple[int, int], base: Any = None) -> np.ndarray:
     """The unit directions of a value of ``shape``, row-major: shape (k, *shape), entry i is 1 at flat index i."""
     k = shape[0] * shape[1]
-    out = zeros((k, k))
-    one = _base.const(Fraction(1))[0, 0]
+    out = zeros((k, k), base)
+    one = (base or _IV).const(Fraction(1))[0, 0]
     for i in range(k):
         out[i, i] = one
     return out.reshape((k,) + tuple(shape))
@@ -101,11 +101,18 @@ def _cross(a: np.ndarray | None, b: np.ndarray | None, op: Any = np.multiply) ->
 
 
 class JetOps(Ops[Jet]):
-    """Interval arithmetic on :class:`Jet` values (first and second derivatives, forward mode)."""
+    """Enclosure arithmetic on :class:`Jet` values (first and second derivatives, forward mode).
+
+    ``base``: the algebra of every entry, mpmath intervals (:class:`~conformance.oracle.arith.IvOps`) unless
+    an engine's is given (the flint engine's Arb balls); values go through its primitives, directions through
+    numpy's elementwise operations and ``matmul`` over the same enclosures."""
+
+    def __init__(self, base: Any = None) -> None:
+        self.base = base if base is not None else IvOps()
 
     # ---------------------------------------------------------------- arithmetic
     def const(self, value: Fraction) -> Jet:
-        return Jet(_base.const(value))
+        return Jet(self.base.const(value))
 
     def neg(self, x: Jet) -> Jet:
         return Jet(-x.v, _neg(x.a), _neg(x.b), _neg(x.ab))
@@ -133,7 +140,7 @@ class JetOps(Ops[Jet]):
         return self._bilinear(x, y, np.matmul)
 
     def div(self, x: Jet, y: Jet) -> Jet:
-        if _has_zero(y.v):
+        if self.base.has_zero(y.v):
             raise DomainError("division by a quantity that is (or may be) zero")
         if y.constant:
             return Jet(x.v / y.v, *(None if t is None else t / y.v for t in (x.a, x.b, x.ab)))
@@ -142,7 +149,7 @@ class JetOps(Ops[Jet]):
 
     def pow(self, x: Jet, n: int) -> Jet:
         if n == 0:
-            return Jet(_base.pow(x.v, 0))
+            return Jet(self.base.pow(x.v, 0))
         if n == 1:
             return x
         d2 = n * (n - 1) * x.v ** (n - 2) if n > 2 else n * (n - 1) + 0 * x.v
@@ -153,32 +160,32 @@ class JetOps(Ops[Jet]):
 
     # ---------------------------------------------------------------- elementwise functions
     def fn_exp(self, x: Jet) -> Jet:
-        e = _exp(x.v)
+        e = self.base.fn_exp(x.v)
         return _unary(x, e, e, e)
 
     def fn_log(self, x: Jet) -> Jet:
-        v = _log(x.v)
+        v = self.base.fn_log(x.v)
         if x.constant:
             return Jet(v)
-        if _has_zero(x.v):
+        if self.base.has_zero(x.v):
             raise DomainError("the derivative of log at a quantity that is (or may be) zero")
         r = 1 / x.v
         return _unary(x, v, r, -(r * r))
 
     def fn_sigmoid(self, x: Jet) -> Jet:
-        s = _sigmoid(x.v)
-        d1 = s * _sigmoid(-x.v)  # s (1 - s) without the cancellation near s = 1
+        s = self.base.fn_sigmoid(x.v)
+        d1 = s * self.base.fn_sigmoid(-x.v)  # s (1 - s) without the cancellation near s = 1
         return _unary(x, s, d1, d1 * (1 - 2 * s))
 
     def fn_tanh(self, x: Jet) -> Jet:
-        t, c = _tanh(x.v), _sech(x.v) ** 2
+        t, c = self.base.fn_tanh(x.v), self.base.sech(x.v) ** 2
         return _unary(x, t, c, -2 * t * c)
 
     def fn_relu(self, x: Jet) -> Jet:
-        return _unary(x, _relu(x.v), _step(x.v), 0 * x.v)
+        return _unary(x, self.base.fn_relu(x.v), self.base.fn_step(x.v), 0 * x.v)
 
     def fn_step(self, x: Jet) -> Jet:
-        return Jet(_step(x.v))
+        return Jet(self.base.fn_step(x.v))
 
     # ---------------------------------------------------------------- reductions and structure
     def fn_sum(self, x: Jet, axis: int | None) -> Jet:
@@ -191,22 +198,22 @@ class JetOps(Ops[Jet]):
 
     def _shifted(self, x: Jet, axis: int | None) -> Jet:
         # any constant shift is exact for softmax and adds back exactly for logsumexp; this one avoids overflow
-        return self.sub(x, Jet(_shift(x.v, axis)))
+        return self.sub(x, Jet(self.base.shift(x.v, axis)))
 
     def fn_softmax(self, x: Jet, axis: int | None) -> Jet:
         e = self.fn_exp(self._shifted(x, axis))
         return self.div(e, self.fn_sum(e, axis))
 
     def fn_logsumexp(self, x: Jet, axis: int | None) -> Jet:
-        m = Jet(_shift(x.v, axis))
+        m = Jet(self.base.shift(x.v, axis))
         return self.add(m, self.fn_log(self.fn_sum(self.fn_exp(self.sub(x, m)), axis)))
 
     def fn_log_softmax(self, x: Jet, axis: int | None) -> Jet:
         return self.sub(x, self.fn_logsumexp(x, axis))
 
     def fn_Diag(self, x: Jet) -> Jet:
-        return Jet(_diag(x.v, 0), *(None if t is None else _diag(t, lead) for t, lead in ((x.a, 1), (x.b, 1),
-                                                                                         (x.ab, 2))))
+        return Jet(_diag(x.v, 0, self.base), *(None if t is None else _diag(t, lead, self.base)
+                                               for t, lead in ((x.a, 1), (x.b, 1), (x.ab, 2))))
 
     def fn_outer(self, u: Jet, w: Jet) -> Jet:
         return self.mul(_reshape(u, (u.v.size, 1)), _reshape(w, (1, w.v.size)))
@@ -225,12 +232,12 @@ def _unary(x: Jet, f: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> Jet:
     return Jet(f, _times(x.a, d1), _times(x.b, d1), ab)
 
 
-def _diag(t: np.ndarray, lead: int) -> np.ndarray:
+def _diag(t: np.ndarray, lead: int, base: Any) -> np.ndarray:
     """Diag of the trailing vector of ``t`` (leading ``lead`` axes of directions kept)."""
     head = t.shape[:lead]
     k = int(np.prod(t.shape[lead:]))
     flat = np.asarray(t).reshape(head + (k,))
-    out = zeros(head + (k, k))
+    out = zeros(head + (k, k), base)
     for i in range(k):
         out[(..., i, i)] = flat[(..., i)]
     return out

@@ -172,7 +172,8 @@ class Judge:
                         break
                     try:
                         with self.timer.phase("verification"):
-                            v = cached_verify_identity(lay, ident, case.inputs, case.sizes, cache=self.oracle_cache)
+                            v = cached_verify_identity(lay, ident, case.inputs, case.sizes, cache=self.oracle_cache,
+                                                       engine=self.engine)
                     except (GradconformError, ArithmeticError) as exc:
                         out.append({"identity": identity, "layout": layout, "case": case.to_json(),
                                     "verdict": "error", "reason": str(exc)})

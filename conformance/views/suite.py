@@ -230,7 +230,7 @@ class Checker:
 
     def check_negative(self, index: int) -> Outcome:
         neg = self.spec.negative_identities[index]
-        refutation = refute(self.spec, neg, seed=self.run.seed, cache=self.run.oracle_cache)
+        refutation = refute(self.spec, neg, seed=self.run.seed, cache=self.run.oracle_cache, engine=self.run.engine)
         self.run.record(refutation)
         if refutation.refuted:
             return Outcome(TEST_PASSED)

@@ -81,6 +81,15 @@ class Engine(ABC):
     def approx(self, value: Any) -> np.ndarray:
         """A float64 approximation of each component (for error *bounds*: a relative 2**-52 does not matter)."""
 
+    @abstractmethod
+    def first_disjoint(self, a: np.ndarray, b: np.ndarray) -> "tuple[int, ...] | None":
+        """The first index (in ``np.ndenumerate`` order) where the enclosures of ``a`` and ``b`` (one shape) are
+        disjoint, else None: disjoint enclosures prove the exact values differ (an identity's refutation)."""
+
+    @abstractmethod
+    def midpoint(self, value: Any) -> float:
+        """The float64 nearest to the midpoint of one enclosure (what a refutation prints)."""
+
     def certify_all(self, raw: Mapping[str, Any], *, waive_ties: bool, bits: int) -> "dict[str, Exact] | None":
         """:meth:`certify_array` of every value (an engine may do them in one batch); None if one fails."""
         out = {}

@@ -107,6 +107,7 @@ _exp = np.frompyfunc(lambda x: x.exp(), 1, 1)
 _logv = np.frompyfunc(_log, 1, 1)
 _sigmoidv = np.frompyfunc(_sigmoid, 1, 1)
 _tanhv = np.frompyfunc(_tanh, 1, 1)
+_sechv = np.frompyfunc(lambda x: x.sech(), 1, 1)
 _reluv = np.frompyfunc(_relu, 1, 1)
 _stepv = np.frompyfunc(_step, 1, 1)
 
@@ -232,6 +233,18 @@ class ArbOps(Ops[np.ndarray]):
 
     def fn_tanh(self, x: np.ndarray) -> np.ndarray:
         return _tanhv(x)
+
+    def sech(self, x: np.ndarray) -> np.ndarray:
+        """Not a primitive: the dual numbers' tanh' = sech**2 (free of the cancellation in 1 - tanh**2)."""
+        return _sechv(x)
+
+    def has_zero(self, x: np.ndarray) -> bool:
+        """Not a primitive: whether some ball may contain zero (the derivatives' domain checks)."""
+        return any(v.contains(0) for v in x.reshape(-1).tolist())
+
+    def shift(self, x: np.ndarray, axis: int | None) -> np.ndarray:
+        """Not a primitive: a point near the maximum along ``axis`` (the jets' exact softmax shift)."""
+        return _shift(x, axis)
 
     def fn_relu(self, x: np.ndarray) -> np.ndarray:
         return _reluv(x)
@@ -445,6 +458,15 @@ class FlintEngine(Engine):
 
     def approx(self, value: Any) -> np.ndarray:
         return arb_approx(value)
+
+    def first_disjoint(self, a: np.ndarray, b: np.ndarray) -> tuple[int, ...] | None:
+        for idx, x in np.ndenumerate(a):  # a NaN ball overlaps everything: it refutes nothing
+            if not x.overlaps(b[idx]):
+                return tuple(int(i) for i in idx)
+        return None
+
+    def midpoint(self, value: Any) -> float:
+        return float(value.mid())
 
     def certify_all(self, raw: Mapping[str, Any], *, waive_ties: bool, bits: int) -> dict[str, Exact] | None:
         return arb_certify_many(raw, waive_ties=waive_ties, bits=bits)

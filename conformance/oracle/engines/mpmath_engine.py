@@ -68,3 +68,15 @@ class MpmathEngine(Engine):
 
     def approx(self, value: Any) -> np.ndarray:
         return iv_mid_float(value)
+
+    def first_disjoint(self, a: np.ndarray, b: np.ndarray) -> tuple[int, ...] | None:
+        for idx, x in np.ndenumerate(a):  # endpoint comparisons are exact at any precision
+            (xa, xb), (ya, yb) = endpoints(x), endpoints(b[idx])
+            if xb < ya or yb < xa:
+                return tuple(int(i) for i in idx)
+        return None
+
+    def midpoint(self, value: Any) -> float:
+        a, b = endpoints(value)
+        with mpmath.workprec(2 * mpmath.iv.prec):
+            return float((a + b) / 2)
