@@ -54,7 +54,7 @@ def test_jet_and_dual_derivatives_of_each_elementwise_primitive_match_mpmath(fn,
     """In both engines' algebras (the suite verifies in the oracle's): the jets' first and second derivative
     and the dual numbers' first derivative of each elementwise primitive enclose mpmath.diff's."""
     if engine == "flint":
-        pytest.importorskip("flint")
+        pytest.importorskip("flint", reason="the Arb algebra needs python-flint (the [fast] extra; CI installs it)")
     if fn == "log" and x0.startswith("-"):
         x0 = x0[1:]
     eng = get_engine(engine)

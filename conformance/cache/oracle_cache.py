@@ -316,7 +316,7 @@ def cached_verify_identity(layout: "Layout", identity: "Identity", inputs: Mappi
                            ignore_requires: bool = False, start_bits: int = START_BITS,
                            engine: "str | Engine | None" = None) -> Verification:
     """:func:`conformance.oracle.evaluate.verify_identity`, read from ``cache`` when it holds the verdict."""
-    eng = evaluate.verification_engine(identity, engine)
+    eng = get_engine(engine)
     if cache is None:
         return evaluate.verify_identity(layout, identity, inputs, sizes, expr=expr,
                                         ignore_requires=ignore_requires, start_bits=start_bits, engine=eng)

@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import mpmath
 import numpy as np
 
 from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact, certified_endpoints
@@ -33,7 +32,7 @@ from conformance.oracle.engines.base import Engine
 from conformance.oracle.engines.select import get_engine
 from conformance.errors import OracleError
 from conformance.expr import Expr, free_names, interpret
-from conformance.oracle.arith import Dual, DualOps, FractionOps, IvOps, endpoints, to_fraction, to_iv
+from conformance.oracle.arith import Dual, DualOps, FractionOps, endpoints, to_fraction
 from conformance.oracle.higher_order import HIGHER_ORDER_KINDS, higher_order_derivative
 from conformance.spec.model import Identity, Layout
 
@@ -240,13 +239,6 @@ def derivative(layout: Layout, inputs: Mapping[str, np.ndarray], *, kind: str, o
     return flat.T.copy() if convention == "numerator" else flat.copy()
 
 
-def verification_engine(identity: Identity, engine: "str | Engine | None" = None) -> Engine:
-    """The engine a verification of ``identity`` computes in: ``engine``, default the oracle's (as
-    :func:`~conformance.oracle.engines.select.get_engine` chooses it). Whatever the identity's kind: the
-    dual numbers and the second-order jets are written over any engine's algebra."""
-    return get_engine(engine)
-
-
 def verify_identity(
     layout: Layout,
     identity: Identity,
@@ -262,7 +254,7 @@ def verify_identity(
     dual-number derivative of the forward definitions, on one case (cached above this function:
     :func:`conformance.cache.oracle_cache.cached_verify_identity`).
 
-    Both sides are enclosures in one engine (:func:`verification_engine`): disjoint enclosures refute the
+    Both sides are enclosures in one engine (``engine``, default the oracle's): disjoint enclosures refute the
     identity rigorously, at any precision; it holds when they overlap and both are certified (the rule of
     :mod:`conformance.oracle.certify`), else the precision doubles. Any sound engine gives the same verdict
     except where the two values differ by less than the enclosures' width at every precision tried."""
@@ -273,7 +265,7 @@ def verify_identity(
         return Verification(identity.id, layout.name, "not_applicable", "preconditions do not hold for this case")
     closed_form = expr if expr is not None else identity.expr
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
-    eng = verification_engine(identity, engine)
+    eng = get_engine(engine)
     p = max(int(start_bits), 2)
     while p <= MAX_BITS:
         with eng.precision(p):
