@@ -75,8 +75,20 @@ def _log(x: arb) -> arb:
     return arb(0, math.inf)  # contains 0 and positive numbers: no finite enclosure; precision must rise
 
 
+_MAX_EXP_ARGUMENT = arb(2) ** 1024  # exact: conformance.oracle.arith.MAX_EXP_ARGUMENT
+
+
+def _exp1(x: arb) -> arb:
+    """exp, refused beyond 2**1024 in magnitude as the mpmath engine refuses it (such a value is outside every
+    float format, and exp(exp(exp(x))) would otherwise send the precision loop to its end)."""
+    if x.is_finite() and x.abs_upper() > _MAX_EXP_ARGUMENT:
+        raise DomainError(f"exp of a value beyond 2**1024 in magnitude ({x.abs_upper().str(3, radius=False)}), "
+                          "outside the range of every float format; the oracle does not evaluate it")
+    return x.exp()
+
+
 def _sigmoid(x: arb) -> arb:
-    return 1 / (1 + (-x).exp())
+    return 1 / (1 + _exp1(-x))
 
 
 def _tanh(x: arb) -> arb:
@@ -103,7 +115,7 @@ def _step(x: arb) -> arb:
     return _STEP_BOTH
 
 
-_exp = np.frompyfunc(lambda x: x.exp(), 1, 1)
+_exp = np.frompyfunc(_exp1, 1, 1)
 _logv = np.frompyfunc(_log, 1, 1)
 _sigmoidv = np.frompyfunc(_sigmoid, 1, 1)
 _tanhv = np.frompyfunc(_tanh, 1, 1)
