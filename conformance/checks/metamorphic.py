@@ -191,10 +191,29 @@ def applicable_properties(spec: Spec) -> list[tuple[str, str]]:
 class _Side:
     case: Case
     values: dict[str, np.ndarray]
-    allowed: dict[str, np.ndarray]
     problem: tuple[str, str] | None = None  # (status, message) when the backend gave no values
     oracle_failed: bool = False  # the oracle could not certify this case: the pair is skipped, not judged
     declined: dict[str, str] = field(default_factory=dict)
+    bounds: Any = None  # the case's ErrorBounds
+    exprs: dict[str, Expr] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    _allowed: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def allowed(self, qid: str) -> np.ndarray | None:
+        """What a correct result may differ from the exact value by, componentwise (``kappa * bound + eta``);
+        None where the bound cannot be computed (the oracle tests report that quantity; here it is not
+        compared). Computed on first use: a property compares only some of the quantities (label_scale: the
+        loss and the gradients valid for any labels), and a bound costs more than the comparison."""
+        if qid not in self._allowed:
+            try:
+                kappa = self.bounds.policy.safety_factor
+                bound = self.bounds.bound(self.exprs[qid], self.kinds.get(qid))
+                self._allowed[qid] = np.broadcast_to(kappa * bound + get_format(self.case.dtype).eta,
+                                                     self.values[qid].shape)
+            except Exception as exc:  # an unreadable result: the oracle tests report it; here it is not compared
+                self.declined[qid] = f"unreadable result: {type(exc).__name__}: {exc}"
+                return None
+        return self._allowed[qid]
 
 
 def _evaluate(run: "Run", case: Case) -> _Side:
@@ -204,19 +223,17 @@ def _evaluate(run: "Run", case: Case) -> _Side:
     try:
         ev = run.oracle_evaluation(case, sized)
     except (GradconformError, ArithmeticError) as exc:
-        return _Side(case, {}, {}, (ERROR, f"the oracle failed on case {case.id}: {exc}"), oracle_failed=True)
+        return _Side(case, {}, (ERROR, f"the oracle failed on case {case.id}: {exc}"), oracle_failed=True)
     idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
-    reply = run.executor.evaluate(run.request_for(case, idents))
+    reply = run.executor.reply(case, run.request_for(case, idents))
     if reply.status != "ok":
         status = {"crashed": CRASHED, "timed_out": TIMED_OUT, "not_supported": NOT_SUPPORTED}.get(reply.status, ERROR)
-        return _Side(case, {}, {}, (status, reply.message))
-    bounds = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, spec.tolerance)
-    kappa, eta = spec.tolerance.safety_factor, get_format(case.dtype).eta
+        return _Side(case, {}, (status, reply.message))
     exprs: dict[str, Expr] = {d.name: d.expr for d in lay.forward}
     exprs.update({i.id: i.expr for i in idents})
-    kinds = {i.id: i.kind for i in idents}
-    side = _Side(case, {}, {})
-    for qid, expr in exprs.items():
+    side = _Side(case, {}, bounds=ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, spec.tolerance), exprs=exprs,
+                 kinds={i.id: i.kind for i in idents})
+    for qid in exprs:
         got = reply.values.get(qid)
         if got is None:
             continue
@@ -225,10 +242,8 @@ def _evaluate(run: "Run", case: Case) -> _Side:
             continue
         try:
             side.values[qid] = np.asarray(got).astype(np.float64)
-            side.allowed[qid] = np.broadcast_to(kappa * bounds.bound(expr, kinds.get(qid)) + eta, side.values[qid].shape)
         except Exception as exc:  # an unreadable result: the oracle tests report it; here it is not compared
             side.declined[qid] = f"unreadable result: {type(exc).__name__}: {exc}"
-            side.values.pop(qid, None)
     return side
 
 
@@ -263,6 +278,9 @@ def _compare(base: _Side, other: _Side, relations: Sequence[_Relation], viol: li
         if rel.base not in base.values or rel.quantity not in other.values:
             continue
         b, o = base.values[rel.base], other.values[rel.quantity]
+        allowed_other, allowed_base = other.allowed(rel.quantity), base.allowed(rel.base)
+        if allowed_other is None or allowed_base is None:
+            continue
         expected = rel.value_map(b)
         if expected.shape != o.shape:
             viol.append(Violation(rel.quantity, other.case.id, (), float("nan"), float("nan"), 0.0))
@@ -270,7 +288,7 @@ def _compare(base: _Side, other: _Side, relations: Sequence[_Relation], viol: li
             compared += 1
             continue
         with np.errstate(all="ignore"):
-            allowed = other.allowed[rel.quantity] + rel.bound_map(base.allowed[rel.base]) + \
+            allowed = allowed_other + rel.bound_map(allowed_base) + \
                 2 * _U64 * (np.abs(o) + np.abs(expected))
             same = (o == expected) | (np.isinf(o) & np.isinf(expected) & (np.sign(o) == np.sign(expected)))
             both_nan = np.isnan(o) & np.isnan(expected)
@@ -385,37 +403,40 @@ def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: 
                                  message=f"backend unavailable: {info.reason}")
     if not run.supports(dtype):
         return MetamorphicResult(**result, status=NOT_SUPPORTED, detail="backend", message=f"dtype {dtype} is not supported")
-    # at least two cases per cell: the first draw of a cell is its simplest one (zeros), which relates little
-    bases = [c for r in regimes for c in run.cases(
-        layout, dtype, r, examples=examples if examples is not None else max(run.examples or 2, 2))]
+    bases = [c for r in regimes for c in _bases(run, layout, dtype, r, examples)]
     viol: list[Violation] = []
     skipped: list[str] = []
     pairs = compared = exact = 0
     worst = 0.0
     failing_cases: list[dict[str, Any]] = []
+    built_pairs = []
     for case in bases:
         built = _build_pair(spec, prop, case, model)
         if built is None:
             skipped.append(f"case {case.id}: the transformation is not exact in {dtype}")
             continue
-        base_case, other_case, relations = built
-        base, other = _evaluate(run, base_case), _evaluate(run, other_case)
-        for side in (base, other):
-            if side.problem is not None and not side.oracle_failed:
-                status, message = side.problem
-                return MetamorphicResult(**result, status=status, detail="backend", message=message, pairs=pairs,
-                                         cases=(side.case.to_json(),))
-        if base.oracle_failed or other.oracle_failed:
-            skipped.append((base.problem or other.problem)[1])  # type: ignore[index]
-            continue
-        before = len(viol)
-        c, e, w = _compare(base, other, relations, viol, skipped)
-        pairs += 1
-        compared += c
-        exact += e
-        worst = max(worst, w)
-        if len(viol) > before and len(failing_cases) < 4:
-            failing_cases += [base_case.to_json(), other_case.to_json()]
+        built_pairs.append(built)
+    # every side's request goes to the backend in one message: it computes while the oracle evaluates
+    with run.executor.batch([c for base_case, other_case, _ in built_pairs for c in (base_case, other_case)]):
+        for base_case, other_case, relations in built_pairs:
+            base, other = _evaluate(run, base_case), _evaluate(run, other_case)
+            for side in (base, other):
+                if side.problem is not None and not side.oracle_failed:
+                    run.executor.abandon()  # the other pairs' replies are not waited for (a hang costs one timeout)
+                    status, message = side.problem
+                    return MetamorphicResult(**result, status=status, detail="backend", message=message, pairs=pairs,
+                                             cases=(side.case.to_json(),))
+            if base.oracle_failed or other.oracle_failed:
+                skipped.append((base.problem or other.problem)[1])  # type: ignore[index]
+                continue
+            before = len(viol)
+            c, e, w = _compare(base, other, relations, viol, skipped)
+            pairs += 1
+            compared += c
+            exact += e
+            worst = max(worst, w)
+            if len(viol) > before and len(failing_cases) < 4:
+                failing_cases += [base_case.to_json(), other_case.to_json()]
     if not compared:
         return MetamorphicResult(**result, status=ERROR, detail="nothing_compared",
                                  message="no pair of results could be compared: " + "; ".join(skipped[:3]),
@@ -430,6 +451,24 @@ def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: 
                                  skipped=tuple(skipped), cases=tuple(failing_cases))
     return MetamorphicResult(**result, status=PASS, pairs=pairs, comparisons=compared, exact=exact, max_ratio=worst,
                              skipped=tuple(skipped))
+
+
+def _bases(run: "Run", layout: str, dtype: str, regime: str, examples: int | None) -> list[Case]:
+    """The base cases of a property in one regime: ``examples`` per (family, magnitude) cell when given, else
+    the run's own cases, the first two of each cell (the run's oracle evaluations of these are made already).
+    At least two per cell: one case relates little."""
+    if examples is not None or run.examples is not None:
+        return run.cases(layout, dtype, regime, examples=max(examples or run.examples or 2, 2))
+    if run.spec.regimes[regime].examples < 2:
+        return run.cases(layout, dtype, regime, examples=2)
+    per_cell: dict[tuple[str, float | None], int] = {}
+    out = []
+    for case in run.cases(layout, dtype, regime):
+        n = per_cell.get((case.family, case.magnitude), 0)
+        if n < 2:
+            out.append(case)
+        per_cell[(case.family, case.magnitude)] = n + 1
+    return out
 
 
 def _build_pair(spec: Spec, prop: str, case: Case, model: _Model) -> tuple[Case, Case, list[_Relation]] | None:

@@ -39,7 +39,7 @@ from conformance.execution.wire import (FRAME, MAX_FRAME_BYTES, BackendInfo, Pro
                                         decode_info, decode_reply, decode_requests, encode_close, encode_info,
                                         encode_reply, encode_requests, unpack)
 
-__all__ = ["BackendInfo", "Reply", "Worker", "InlineWorker", "make_worker"]
+__all__ = ["BackendInfo", "Reply", "ReplyStream", "Worker", "InlineWorker", "make_worker"]
 
 _POLL_S = 0.05  # how often a wait checks whether the worker is still alive
 _CHUNK = 1 << 20
@@ -178,6 +178,7 @@ class Worker:
         self._sock: socket.socket | None = None
         self.info: BackendInfo | None = None
         self.restarts = 0
+        self._stream: ReplyStream | None = None
 
     # ------------------------------------------------------------------ the process
     def start(self) -> BackendInfo:
@@ -288,7 +289,7 @@ class Worker:
 
     # ------------------------------------------------------------------ requests
     def evaluate(self, request: Request) -> Reply:
-        return self._exchange([request])[0]
+        return self.evaluate_many([request])[0]
 
     def evaluate_many(self, requests: list[Request]) -> list[Reply]:
         """Replies to several requests, sent in one message (one round trip instead of one per request).
@@ -298,41 +299,28 @@ class Worker:
         most ``timeout`` seconds, and a request that crashes or hangs the worker
         gets that verdict while the worker restarts for the rest.
         """
-        return self._exchange(list(requests))
+        stream = self.stream(requests)
+        return [stream.next() for _ in range(stream.remaining)]
 
-    def _exchange(self, pending: list[Request]) -> list[Reply]:
-        replies: list[Reply] = []
-        while pending:
-            if self._proc is None or self._exited():
-                info = self.start()
-                self.restarts += 1
-                if not info.available:
-                    return replies + [Reply("error", message=f"backend unavailable: {info.reason}") for _ in pending]
-            assert self._sock is not None
-            try:
-                self._sock.settimeout(self.timeout)
-                self._sock.sendall(encode_requests(pending))
-            except OSError as exc:
-                self._kill()
-                replies.append(Reply("crashed", message=f"could not send the request: the backend process is gone "
-                                                        f"({exc})"))
-                pending.pop(0)
-                continue
-            while pending:
-                start = time.perf_counter()
-                got = self._receive(self.timeout)
-                pending.pop(0)
-                if isinstance(got, _Failure):
-                    replies.append(self._failed(got, start))
-                    break
-                try:
-                    replies.append(decode_reply(*got))
-                except ProtocolError as exc:
-                    replies.append(self._failed(_Failure("unreadable", str(exc)), start))
-                    break
-        return replies
+    def stream(self, requests: list[Request]) -> "ReplyStream":
+        """Send ``requests`` now, in one message, and read their replies later, in order, one at a time
+        (:meth:`ReplyStream.next`): the backend computes the next requests while the harness judges the
+        replies it has. Verdicts as in :meth:`evaluate_many`. A stream still open is read to its end before
+        anything else is sent, so that replies never mix."""
+        if self._stream is not None:
+            self._stream.drain()
+        self._stream = ReplyStream(self, list(requests))
+        return self._stream
+
+    def abandon(self) -> None:
+        """Drop an open stream's unread replies by killing the worker (it restarts on the next request): the
+        answers nobody waits for are not waited for, however long the backend would take."""
+        if self._stream is not None and self._stream.remaining:
+            self._kill()
+        self._stream = None
 
     def close(self) -> None:
+        self.abandon()
         if self._sock is not None and not self._exited():
             try:
                 self._sock.settimeout(1.0)
@@ -349,6 +337,93 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ReplyStream:
+    """The replies to requests sent to a :class:`Worker` in one message, read in order as they are needed.
+
+    A reply that does not come (a crash, a hang, an unreadable frame) is that
+    request's verdict; the worker is then restarted and the requests not yet
+    answered are sent again, so each request is answered exactly once.
+    """
+
+    def __init__(self, worker: Worker, requests: list[Request]) -> None:
+        self._w = worker
+        self._pending = requests  # sent (or to send), not yet answered
+        self._ready: list[Reply] = []  # answers decided without the worker (it could not be started or written to)
+        self._sent = False
+        self._send()
+
+    @property
+    def remaining(self) -> int:
+        """How many replies are still to be read."""
+        return len(self._ready) + len(self._pending)
+
+    def _send(self) -> None:
+        w = self._w
+        while self._pending and not self._sent:
+            if w._proc is None or w._exited():
+                info = w.start()
+                w.restarts += 1
+                if not info.available:
+                    self._ready += [Reply("error", message=f"backend unavailable: {info.reason}") for _ in self._pending]
+                    self._pending = []
+                    return
+            assert w._sock is not None
+            try:
+                w._sock.settimeout(w.timeout)
+                w._sock.sendall(encode_requests(self._pending))
+                self._sent = True
+            except OSError as exc:
+                w._kill()
+                self._ready.append(Reply("crashed", message=f"could not send the request: the backend process is "
+                                                            f"gone ({exc})"))
+                self._pending.pop(0)
+
+    def next(self) -> Reply:
+        """The reply to the oldest request not yet answered (waiting at most the worker's timeout for it)."""
+        if self._ready:
+            return self._ready.pop(0)
+        if not self._pending:
+            raise IndexError("no reply left in this stream")
+        w = self._w
+        start = time.perf_counter()
+        got = w._receive(w.timeout)
+        self._pending.pop(0)
+        if isinstance(got, _Failure):
+            reply = w._failed(got, start)
+        else:
+            try:
+                reply = decode_reply(*got)
+            except ProtocolError as exc:
+                reply = w._failed(_Failure("unreadable", str(exc)), start)
+        if w._sock is None:  # the worker was killed: the requests not yet answered go to a new one
+            self._sent = False
+            self._send()
+        return reply
+
+    def drain(self) -> None:
+        """Read (and drop) every reply still to come."""
+        while self.remaining:
+            self.next()
+
+
+class _InlineStream:
+    """An :class:`InlineWorker`'s stream: each request is evaluated when its reply is read."""
+
+    def __init__(self, worker: "InlineWorker", requests: list[Request]) -> None:
+        self._w = worker
+        self._pending = requests
+
+    @property
+    def remaining(self) -> int:
+        return len(self._pending)
+
+    def next(self) -> Reply:
+        return self._w.evaluate(self._pending.pop(0))
+
+    def drain(self) -> None:
+        self._pending = []
 
 
 def _own_copy(request: Request) -> Request:
@@ -390,6 +465,12 @@ class InlineWorker:
 
     def evaluate_many(self, requests: list[Request]) -> list[Reply]:
         return [self.evaluate(r) for r in requests]
+
+    def stream(self, requests: list[Request]) -> _InlineStream:
+        return _InlineStream(self, list(requests))
+
+    def abandon(self) -> None:
+        pass
 
     def close(self) -> None:
         self.backend = None

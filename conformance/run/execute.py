@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 from conformance.backend import Model, Quantity, Request
 from conformance.cases.generate import Case
 from conformance.execution.registry import BackendRef
-from conformance.execution.worker import BackendInfo, Reply, make_worker
+from conformance.execution.worker import BackendInfo, Reply, ReplyStream, make_worker
 from conformance.oracle import evaluate as oracle
 from conformance.run.phases import PhaseTimer
 from conformance.spec.model import DIRECTION_ROLES, Identity, Spec
@@ -41,6 +41,8 @@ class Executor:
         self.worker = make_worker(ref, isolate=isolate, timeout=timeout, device=device)
         self._info: BackendInfo | None = None
         self._prefetched: dict[str, tuple[Request, Reply]] = {}
+        self._order: list[tuple[str, Request]] = []  # the batch's requests whose replies are not read yet
+        self._stream: ReplyStream | None = None
 
     @property
     def info(self) -> BackendInfo:
@@ -90,14 +92,38 @@ class Executor:
 
     @contextlib.contextmanager
     def batch(self, cases: Sequence[Case]) -> Iterator[None]:
-        """Within the block, :meth:`reply` answers the group's cases from one message sent to the backend
-        (one round trip to the worker process instead of one per case). The requests are the ones the run
-        sends (the applicable identities need only the exact preconditions)."""
+        """Within the block, :meth:`reply` answers the cases from one message sent to the backend when the
+        block starts (one round trip to the worker process instead of one per case). The backend computes
+        while the harness judges: the replies are read in order, each when its case asks for it. The requests
+        are the ones the run sends (the applicable identities need only the exact preconditions).
+
+        Replies still unread when the block ends (a case the oracle could not certify is never asked for)
+        are read then, as if each case had been sent alone; a check that stops early (at a crash) calls
+        :meth:`abandon` instead, and so does an exception leaving the block. Inside a batch, another batch
+        adds nothing (its cases' requests go one by one)."""
+        if self._order:
+            yield
+            return
         self._prefetch(cases)
         try:
             yield
+        except BaseException:
+            self.abandon()
+            raise
+        else:
+            self._read_until(None)
         finally:
             self._prefetched.clear()
+            self._order = []
+            self._stream = None
+
+    def abandon(self) -> None:
+        """Drop the batch's unread replies without waiting for them: the worker is killed (it restarts on the
+        next request), so that a backend that hangs costs one timeout, not one per request left."""
+        if self._stream is not None and self._order:
+            self.worker.abandon()
+        self._order = []
+        self._stream = None
 
     def _prefetch(self, cases: Sequence[Case]) -> None:
         batch: list[tuple[str, Request]] = []
@@ -108,21 +134,31 @@ class Executor:
             pre = oracle.preconditions_hold(lay, case.inputs)
             idents = [i for i in lay.identities if oracle.applicable(i, case.sizes, pre)]
             batch.append((case.id, self.request_for(case, idents)))
-        if len(batch) < 2:
+        if not batch:
             return
         with self.timer.phase("backend"):
-            replies = self.worker.evaluate_many([r for _, r in batch])
-        for (cid, req), rep in zip(batch, replies):
-            self._prefetched[cid] = (req, rep)
+            self._stream = self.worker.stream([r for _, r in batch])
+        self._order = batch
+
+    def _read_until(self, cid: str | None) -> None:
+        """Read the stream's replies in order until the one of case ``cid`` is in (None: to the end)."""
+        while self._order and self._stream is not None and cid not in self._prefetched:
+            other, req = self._order.pop(0)
+            with self.timer.phase("backend"):
+                self._prefetched[other] = (req, self._stream.next())
 
     def reply(self, case: Case, request: Request) -> Reply:
         """The backend's reply to ``request`` on ``case``: the prefetched one if it is the same request."""
+        if any(cid == case.id for cid, _ in self._order):
+            self._read_until(case.id)
         hit = self._prefetched.pop(case.id, None)
         if hit is not None and _same_request(hit[0], request):
             return hit[1]
         return self.evaluate(request)
 
     def evaluate(self, request: Request) -> Reply:
-        """One request sent to the backend on its own."""
+        """One request sent to the backend on its own (after the replies still coming from a batch, which are
+        read first and kept: replies never mix)."""
+        self._read_until(None)
         with self.timer.phase("backend"):
             return self.worker.evaluate(request)
