@@ -23,6 +23,8 @@ import sys
 from collections import Counter
 
 from conformance.results.document import load_results
+from conformance.spec import load_spec_text
+from conformance.spec.model import DIRECTION_ROLES
 
 VERDICT = ("status", "detail")
 GRADE = ("max_ulp", "median_ulp", "ulp_hist")
@@ -41,11 +43,12 @@ def _quantiles(values: list[float]) -> str:
     return " / ".join(f"{v[min(len(v) - 1, int(q * len(v)))]:.3g}" for q in (0.5, 0.9, 0.99)) + f" / {v[-1]:.3g}"
 
 
-def _nonzeros(case: dict | None) -> int | None:
-    """Nonzero entries of a results file's case (inputs as float hex strings)."""
+def _nonzeros(case: dict | None, network: set[str]) -> int | None:
+    """Nonzero entries of a results file's case (inputs as float hex strings), labels and directions aside."""
     if not case:
         return None
-    return sum(1 for arr in case.get("inputs", {}).values() for h in arr["hex"] if float.fromhex(h) != 0)
+    return sum(1 for name, arr in case.get("inputs", {}).items() if name in network
+               for h in arr["hex"] if float.fromhex(h) != 0)
 
 
 def by_cell(before_path: str, after_path: str) -> int:
@@ -76,13 +79,15 @@ def by_cell(before_path: str, after_path: str) -> int:
         ub = [r["max_ulp"] for r in before["records"] if r["dtype"] == dtype and isinstance(r.get("max_ulp"), (int, float))]
         ua = [r["max_ulp"] for r in after["records"] if r["dtype"] == dtype and isinstance(r.get("max_ulp"), (int, float))]
         print(f"  {dtype:9s} {_quantiles(ub)}  ->  {_quantiles(ua)}")
+    spec = load_spec_text(after["spec"]["text"])
+    network = {n for n, info in spec.inputs.items() if info.get("role") not in ("label", *DIRECTION_ROLES)}
     sizes = []
     for rb, ra in zip(before.get("refutations", []), after.get("refutations", [])):
         for ob, oa in zip(rb.get("outcomes", []), ra.get("outcomes", [])):
-            nb, na = _nonzeros(ob.get("case")), _nonzeros(oa.get("case"))
+            nb, na = _nonzeros(ob.get("case"), network), _nonzeros(oa.get("case"), network)
             if nb is not None or na is not None:
                 sizes.append(f"{rb['identity']} ({ob['family']}): {nb} -> {na}")
-    print("nonzero inputs of the refuting cases, before -> after:")
+    print("nonzero network inputs (labels and directions aside) of the refuting cases, before -> after:")
     for line in sizes:
         print("  " + line)
     for p in problems[:40]:

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from conformance.cases.minimize import zero_unneeded
 from conformance.checks.negative import default_regime, families_for, refute
+from conformance.oracle.evaluate import verify_identity
 from conformance.spec import load_spec
 
 from .helpers import spec_copy
@@ -40,6 +43,42 @@ def test_W1_for_W1T_is_refuted_by_shape_and_in_the_square_family_by_value() -> N
     # shrunk: most inputs are exactly zero
     flat = [float(v) for a in square.case.inputs.values() for v in a.reshape(-1)]
     assert sum(v == 0 for v in flat) >= len(flat) // 2
+
+
+def test_a_shrunk_counterexample_needs_every_entry_it_keeps() -> None:
+    """Zeroing any nonzero entry left in the counterexample (labels and directions aside) makes the formula
+    agree with the derivative there, or the case is the last one before all of them are 0: the oracle decides."""
+    neg = _neg(SPEC, "dL/dx.W1_not_transposed", "row")
+    square = next(o for o in refute(SPEC, neg).outcomes if o.family == "square")
+    lay = SPEC.layouts["row"]
+    names = [n for n, info in SPEC.inputs.items() if info.get("role") not in ("label", "tangent", "cotangent")]
+    kept = [(n, idx) for n in names for idx in zip(*np.nonzero(square.case.inputs[n]))]
+    assert 1 <= len(kept) <= 12, kept  # a handful of numbers, readable by hand (the case has 55)
+    if len(kept) == 1:
+        return
+    for name, idx in kept:
+        inputs = {k: np.array(v, copy=True) for k, v in square.case.inputs.items()}
+        inputs[name][idx] = 0
+        v = verify_identity(lay, lay.identity(neg.claims), inputs, square.case.sizes, expr=neg.expr)
+        assert v.verdict != "refuted", (name, idx)
+
+
+def test_zero_unneeded_keeps_exactly_what_the_failure_needs() -> None:
+    a = np.array([[1.0, 2.0, 3.0]])
+    b = np.array([[4.0, 0.0, 5.0]])
+    calls = []
+
+    def fails(inputs):
+        calls.append(1)
+        return inputs["a"][0, 1] != 0 and inputs["b"].sum() > 4.5
+
+    out = zero_unneeded({"a": a, "b": b, "y": np.ones((1, 3))}, fails, ["a", "b"])
+    assert out["a"].tolist() == [[0.0, 2.0, 0.0]]
+    assert out["b"].tolist() == [[0.0, 0.0, 5.0]]
+    assert out["y"].tolist() == [[1.0, 1.0, 1.0]]  # not among the names: as given
+    assert a.tolist() == [[1.0, 2.0, 3.0]]  # the inputs are not changed in place
+    # never all of them zero: the degenerate case is not a counterexample the generator draws
+    assert zero_unneeded({"a": a}, lambda _: True, ["a"])["a"].tolist() == [[0.0, 0.0, 3.0]]
 
 
 def test_unnormalized_labels_mistake_uses_its_regime() -> None:

@@ -12,9 +12,9 @@ batch of one):
   than the derivative's (a backend computing it fails there);
 * **by value** elsewhere: a case of its regime on which the certified interval
   of the formula and that of the dual-number derivative of the forward
-  definitions are disjoint, at one component. The counterexample of the first such
-  family is shrunk by hypothesis toward the simplest inputs (zeros, first
-  positions), so it is small enough to check by hand.
+  definitions are disjoint, at one component. In the counterexample of the first such
+  family every entry the refutation does not need is set to 0
+  (conformance.cases.minimize), so it is small enough to check by hand.
 
 A family where no case of the regime refutes it is reported ``not_refuted``,
 and the suite fails.
@@ -23,15 +23,18 @@ and the suite fails.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
 
 from conformance.cache.oracle_cache import cached_verify_identity
 from conformance.oracle import evaluate as oracle
-from conformance.cases.generate import DEFAULT_SEED, Case, case_strategy, cell_seed, generate_cases
+from conformance.cases.generate import DEFAULT_SEED, Case, case_id, case_strategy, cell_seed, generate_cases
+from conformance.cases.minimize import zero_unneeded
 from conformance.errors import GradconformError
 from conformance.spec.shapes import concrete, concrete_shapes, substitute, try_shape
-from conformance.spec.model import NegativeIdentity, ShapeFamily, Spec
+from conformance.spec.model import DIRECTION_ROLES, NegativeIdentity, ShapeFamily, Spec
 from conformance.spec.predicates import identity_applies_to_regime, pins_hold_in_some_family
 
 __all__ = ["FamilyOutcome", "Refutation", "default_regime", "families_for", "refute", "shrink_counterexample"]
@@ -126,10 +129,13 @@ def families_for(spec: Spec, neg: NegativeIdentity) -> tuple[ShapeFamily, ...]:
 
 
 def refute(spec: Spec, neg: NegativeIdentity, *, seed: int = DEFAULT_SEED, examples: int = 3,
-           shrink: bool = True, cache: Any = None, engine: Any = None) -> Refutation:
+           shrink: bool = True, cache: Any = None, engine: Any = None,
+           cases: Callable[[str, str, int], list[Case]] | None = None) -> Refutation:
     """Try to refute ``neg`` in each of its families (see the module docstring). ``cache``: an on-disk
     oracle cache (conformance.cache.oracle_cache.OracleCache) for the verifications, shrinking included;
-    ``engine``: the oracle engine they compute in (default: the oracle's default)."""
+    ``engine``: the oracle engine they compute in (default: the oracle's default); ``cases``: where the
+    float64 cases come from, ``cases(layout, regime, examples)`` (a run's supply, which generates the cases of
+    a regime once for all its negative identities; default: generated here, with ``seed``)."""
     layout = spec.layouts[neg.layout]
     claimed = layout.identity(neg.claims)
     regime = default_regime(spec, neg)
@@ -148,11 +154,13 @@ def refute(spec: Spec, neg: NegativeIdentity, *, seed: int = DEFAULT_SEED, examp
                                           f"its shape is {got[0]} x {got[1]}, the derivative's {expected[0]} x {expected[1]}"))
             continue
         if not cases_by_family:
-            for c in generate_cases(spec, layout.name, "float64", regime, seed=seed, examples=examples):
+            drawn = cases(layout.name, regime, examples) if cases is not None else \
+                generate_cases(spec, layout.name, "float64", regime, seed=seed, examples=examples)
+            for c in drawn:
                 cases_by_family.setdefault(c.family, []).append(c)
         # one shrunk counterexample is enough to read by hand; the other families keep the first refuting case
         first = shrink and not any(o.verdict == REFUTED_BY_VALUE for o in outcomes)
-        outcomes.append(_refute_by_value(spec, neg, fam, cases_by_family.get(fam.name, []), regime, seed, first,
+        outcomes.append(_refute_by_value(spec, neg, fam, cases_by_family.get(fam.name, []), regime, first,
                                          cache, engine))
     return Refutation(neg, regime, tuple(outcomes))
 
@@ -165,7 +173,7 @@ def _verify(spec: Spec, neg: NegativeIdentity, case: Case, cache: Any = None,
 
 
 def _refute_by_value(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, cases: list[Case], regime: str,
-                     seed: int, shrink: bool, cache: Any = None, engine: Any = None) -> FamilyOutcome:
+                     shrink: bool, cache: Any = None, engine: Any = None) -> FamilyOutcome:
     tried = 0
     for case in cases:
         try:
@@ -177,7 +185,7 @@ def _refute_by_value(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, cases:
         tried += 1
         if v.verdict == "refuted":
             if shrink:
-                case = _shrink(spec, neg, fam, case, regime, seed, cache, engine)
+                case = _shrink(spec, neg, case, cache, engine)
                 v = _verify(spec, neg, case, cache, engine)
             return FamilyOutcome(fam.name, REFUTED_BY_VALUE,
                                  f"at component {v.worst_index}: the formula gives {v.identity_value:.17g}, the "
@@ -189,14 +197,24 @@ def _refute_by_value(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, cases:
                          cases_tried=tried)
 
 
-def _shrink(spec: Spec, neg: NegativeIdentity, fam: ShapeFamily, found: Case, regime: str, seed: int,
-            cache: Any = None, engine: Any = None) -> Case:
-    """A simpler refuting case in the same cell, by hypothesis shrinking (the found case if none is simpler)."""
+def _shrink(spec: Spec, neg: NegativeIdentity, found: Case, cache: Any = None, engine: Any = None) -> Case:
+    """The found refuting case with every entry the refutation does not need set to 0
+    (conformance.cases.minimize: one verification per entry). Labels and directions stay as drawn."""
     layout = spec.layouts[neg.layout]
-    simpler = shrink_counterexample(spec, layout.name, layout.identity(neg.claims), neg.expr, regime=regime,
-                                    family=fam.name, magnitude=found.magnitude, seed=cell_seed(seed, "negative", neg.id),
-                                    ignore_requires=neg.ignore_requires, cache=cache, engine=engine)
-    return simpler if simpler is not None else found
+    identity = layout.identity(neg.claims)
+
+    def refuted(inputs: Mapping[str, np.ndarray]) -> bool:
+        try:
+            return cached_verify_identity(layout, identity, inputs, found.sizes, expr=neg.expr,
+                                          ignore_requires=neg.ignore_requires, cache=cache,
+                                          engine=engine).verdict == "refuted"
+        except (GradconformError, ArithmeticError):
+            return False
+
+    names = [n for n, info in spec.inputs.items() if info.get("role") not in {"label", *DIRECTION_ROLES}]
+    inputs = zero_unneeded(found.inputs, refuted, names)
+    return replace(found, id=case_id(found.layout, found.dtype, found.regime, found.family, found.magnitude, inputs),
+                   inputs=inputs)
 
 
 def shrink_counterexample(spec: Spec, layout: str, identity: Any, expr: Any, *, regime: str, family: str,

@@ -230,7 +230,8 @@ class Checker:
 
     def check_negative(self, index: int) -> Outcome:
         neg = self.spec.negative_identities[index]
-        refutation = refute(self.spec, neg, seed=self.run.seed, cache=self.run.oracle_cache, engine=self.run.engine)
+        refutation = refute(self.spec, neg, seed=self.run.seed, cache=self.run.oracle_cache, engine=self.run.engine,
+                            cases=lambda layout, regime, n: self.run.cases(layout, "float64", regime, examples=n))
         self.run.record(refutation)
         if refutation.refuted:
             return Outcome(TEST_PASSED)
