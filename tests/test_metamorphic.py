@@ -64,3 +64,22 @@ def test_nan_on_both_sides_is_never_a_pass() -> None:
         result = check_property(run, "duplicate", "row", "float64")
     assert result.status == "error" and result.comparisons == 0
     assert "not comparable" in result.message
+
+
+def test_the_base_cases_are_the_run_s_own_two_per_cell(numpy_run) -> None:
+    """Without --examples, a property relates the run's own cases (the first two of each family and
+    magnitude), so their oracle evaluations are those the oracle tests made; with --examples N, N per cell
+    (at least two)."""
+    from collections import Counter
+
+    from conformance.checks.metamorphic import _bases
+
+    own = numpy_run.cases("row", "float64", "benign")
+    bases = _bases(numpy_run, "row", "float64", "benign", None)
+    assert {c.id for c in bases} <= {c.id for c in own}
+    per_cell = Counter((c.family, c.magnitude) for c in bases)
+    assert set(per_cell.values()) == {2} and len(per_cell) == len({(c.family, c.magnitude) for c in own})
+    assert [c.id for c in bases] == [c.id for c in own if sum(1 for o in own[:own.index(c) + 1]
+                                                               if (o.family, o.magnitude) == (c.family, c.magnitude)) <= 2]
+    with Run(SPEC, "numpy", isolate=False, examples=1) as run:
+        assert Counter((c.family, c.magnitude) for c in _bases(run, "row", "float64", "benign", None)).most_common(1)[0][1] == 2

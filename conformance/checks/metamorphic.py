@@ -455,10 +455,12 @@ def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: 
 
 def _bases(run: "Run", layout: str, dtype: str, regime: str, examples: int | None) -> list[Case]:
     """The base cases of a property in one regime: ``examples`` per (family, magnitude) cell when given, else
-    the run's own cases, the first two of each cell (the run's oracle evaluations of these are made already).
-    At least two per cell: one case relates little."""
-    if examples is not None or run.examples is not None:
-        return run.cases(layout, dtype, regime, examples=max(examples or run.examples or 2, 2))
+    the run's own cases, the first two of each cell (the run's oracle evaluations of these are made already),
+    at least two per cell (one case relates little)."""
+    if examples is not None:
+        return run.cases(layout, dtype, regime, examples=examples)
+    if run.examples is not None:
+        return run.cases(layout, dtype, regime, examples=max(run.examples, 2))
     if run.spec.regimes[regime].examples < 2:
         return run.cases(layout, dtype, regime, examples=2)
     per_cell: dict[tuple[str, float | None], int] = {}
