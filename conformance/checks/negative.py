@@ -202,19 +202,22 @@ def _shrink(spec: Spec, neg: NegativeIdentity, found: Case, cache: Any = None, e
     (conformance.cases.minimize: one verification per entry). Labels and directions stay as drawn."""
     layout = spec.layouts[neg.layout]
     identity = layout.identity(neg.claims)
-
-    def refuted(inputs: Mapping[str, np.ndarray]) -> bool:
-        try:
-            return cached_verify_identity(layout, identity, inputs, found.sizes, expr=neg.expr,
-                                          ignore_requires=neg.ignore_requires, cache=cache,
-                                          engine=engine).verdict == "refuted"
-        except (GradconformError, ArithmeticError):
-            return False
-
     names = [n for n, info in spec.inputs.items() if info.get("role") not in {"label", *DIRECTION_ROLES}]
-    inputs = zero_unneeded(found.inputs, refuted, names)
+    inputs = zero_unneeded(found.inputs, lambda trial: _refutes(layout, identity, neg.expr, trial, found.sizes,
+                                                                neg.ignore_requires, cache, engine), names)
     return replace(found, id=case_id(found.layout, found.dtype, found.regime, found.family, found.magnitude, inputs),
                    inputs=inputs)
+
+
+def _refutes(layout: Any, identity: Any, expr: Any, inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int],
+             ignore_requires: bool, cache: Any, engine: Any) -> bool:
+    """Whether the oracle refutes ``expr``, claimed for ``identity``, on ``inputs`` (a case it cannot evaluate
+    refutes nothing)."""
+    try:
+        return cached_verify_identity(layout, identity, inputs, sizes, expr=expr, ignore_requires=ignore_requires,
+                                      cache=cache, engine=engine).verdict == "refuted"
+    except (GradconformError, ArithmeticError):
+        return False
 
 
 def shrink_counterexample(spec: Spec, layout: str, identity: Any, expr: Any, *, regime: str, family: str,
@@ -229,16 +232,9 @@ def shrink_counterexample(spec: Spec, layout: str, identity: Any, expr: Any, *, 
     lay = spec.layouts[layout]
     strategy = case_strategy(spec, layout, "float64", regime, family, magnitude)
 
-    def refuted(case: Case) -> bool:
-        try:
-            return cached_verify_identity(lay, identity, case.inputs, case.sizes, expr=expr,
-                                          ignore_requires=ignore_requires, cache=cache,
-                                          engine=engine).verdict == "refuted"
-        except (GradconformError, ArithmeticError):
-            return False
-
     try:
-        return find(strategy, refuted,
+        return find(strategy, lambda case: _refutes(lay, identity, expr, case.inputs, case.sizes, ignore_requires,
+                                                    cache, engine),
                     settings=settings(max_examples=max_examples, database=None, deadline=None,
                                       phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck)),
                     random=random.Random(cell_seed(seed, family)))
