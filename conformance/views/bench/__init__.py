@@ -53,8 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small widths only, no suite runs (a minute)")
     p.add_argument("--widths", default=None, help="comma-separated widths (default 5,16,64,256,1024)")
-    p.add_argument("--engines", default="mpmath,flint",
-                   help="oracle engines to time (default mpmath,flint; the first is used for the other backends)")
+    p.add_argument("--engines", default="flint,mpmath",
+                   help="oracle engines to time (default flint,mpmath; the first one installed is used for the other "
+                        "backends' suite runs: flint, the oracle's default, where python-flint is installed)")
     p.add_argument("--mpmath-max-width", type=int, default=256,
                    help="widest network timed with the mpmath engine (it grows as width^2: 1024 takes minutes)")
     p.add_argument("--backends", default=None,
