@@ -35,11 +35,9 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from conformance.oracle import evaluate as oracle
-from conformance.judge.bounds import ErrorBounds
 from conformance.cases.generate import Case, case_id
-from conformance.statuses import CRASHED, ERROR, FAIL, NOT_SUPPORTED, PASS, TIMED_OUT
-from conformance.errors import GradconformError
+from conformance.checks.metamorphic_side import Side, evaluate_side
+from conformance.statuses import ERROR, FAIL, NOT_SUPPORTED, PASS
 from conformance.expr import BinOp, Call, Expr, Name, Neg, free_names, walk
 from conformance.formats import get_format
 from conformance.spec.model import Identity, Layout, Spec
@@ -185,68 +183,6 @@ def applicable_properties(spec: Spec) -> list[tuple[str, str]]:
     return sorted(out, key=lambda p: (list(PROPERTIES).index(p[0]), names.index(p[1])))
 
 
-# --------------------------------------------------------------------------- one side of a pair
-
-@dataclass
-class _Side:
-    case: Case
-    values: dict[str, np.ndarray]
-    problem: tuple[str, str] | None = None  # (status, message) when the backend gave no values
-    oracle_failed: bool = False  # the oracle could not certify this case: the pair is skipped, not judged
-    declined: dict[str, str] = field(default_factory=dict)
-    bounds: Any = None  # the case's ErrorBounds
-    exprs: dict[str, Expr] = field(default_factory=dict)
-    kinds: dict[str, str] = field(default_factory=dict)
-    _allowed: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def allowed(self, qid: str) -> np.ndarray | None:
-        """What a correct result may differ from the exact value by, componentwise (``kappa * bound + eta``);
-        None where the bound cannot be computed (the oracle tests report that quantity; here it is not
-        compared). Computed on first use: a property compares only some of the quantities (label_scale: the
-        loss and the gradients valid for any labels), and a bound costs more than the comparison."""
-        if qid not in self._allowed:
-            try:
-                kappa = self.bounds.policy.safety_factor
-                bound = self.bounds.bound(self.exprs[qid], self.kinds.get(qid))
-                self._allowed[qid] = np.broadcast_to(kappa * bound + get_format(self.case.dtype).eta,
-                                                     self.values[qid].shape)
-            except Exception as exc:  # an unreadable result: the oracle tests report it; here it is not compared
-                self.declined[qid] = f"unreadable result: {type(exc).__name__}: {exc}"
-                return None
-        return self._allowed[qid]
-
-
-def _evaluate(run: "Run", case: Case) -> _Side:
-    spec = run.spec
-    lay = spec.layouts[case.layout]
-    sized = [i for i in lay.identities if all(case.sizes.get(d) == v for d, v in i.when.items())]
-    try:
-        ev = run.oracle_evaluation(case, sized)
-    except (GradconformError, ArithmeticError) as exc:
-        return _Side(case, {}, (ERROR, f"the oracle failed on case {case.id}: {exc}"), oracle_failed=True)
-    idents = [i for i in sized if oracle.applicable(i, case.sizes, ev.preconditions)]
-    reply = run.executor.reply(case, run.request_for(case, idents))
-    if reply.status != "ok":
-        status = {"crashed": CRASHED, "timed_out": TIMED_OUT, "not_supported": NOT_SUPPORTED}.get(reply.status, ERROR)
-        return _Side(case, {}, (status, reply.message))
-    exprs: dict[str, Expr] = {d.name: d.expr for d in lay.forward}
-    exprs.update({i.id: i.expr for i in idents})
-    side = _Side(case, {}, bounds=ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, spec.tolerance), exprs=exprs,
-                 kinds={i.id: i.kind for i in idents})
-    for qid in exprs:
-        got = reply.values.get(qid)
-        if got is None:
-            continue
-        if isinstance(got, tuple):
-            side.declined[qid] = got[1]
-            continue
-        try:
-            side.values[qid] = np.asarray(got).astype(np.float64)
-        except Exception as exc:  # an unreadable result: the oracle tests report it; here it is not compared
-            side.declined[qid] = f"unreadable result: {type(exc).__name__}: {exc}"
-    return side
-
-
 # --------------------------------------------------------------------------- relations
 
 Map = Callable[[np.ndarray], np.ndarray]
@@ -264,7 +200,7 @@ def _identity_map(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _compare(base: _Side, other: _Side, relations: Sequence[_Relation], viol: list[Violation],
+def _compare(base: Side, other: Side, relations: Sequence[_Relation], viol: list[Violation],
              notes: list[str]) -> tuple[int, int, float]:
     """Compare every related quantity of a pair; append violations, and notes on what could not be compared.
 
@@ -419,7 +355,7 @@ def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: 
     # every side's request goes to the backend in one message: it computes while the oracle evaluates
     with run.executor.batch([c for base_case, other_case, _ in built_pairs for c in (base_case, other_case)]):
         for base_case, other_case, relations in built_pairs:
-            base, other = _evaluate(run, base_case), _evaluate(run, other_case)
+            base, other = evaluate_side(run, base_case), evaluate_side(run, other_case)
             for side in (base, other):
                 if side.problem is not None and not side.oracle_failed:
                     run.executor.abandon()  # the other pairs' replies are not waited for (a hang costs one timeout)
