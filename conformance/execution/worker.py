@@ -422,9 +422,6 @@ class _InlineStream:
     def next(self) -> Reply:
         return self._w.evaluate(self._pending.pop(0))
 
-    def drain(self) -> None:
-        self._pending = []
-
 
 def _own_copy(request: Request) -> Request:
     """The request with its own read-only copies of the inputs: a backend in the harness's process must not
