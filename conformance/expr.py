@@ -57,17 +57,19 @@ BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
 
 
 def _node(cls: type[_E]) -> type[_E]:
-    """A frozen dataclass node whose hash is computed once per object.
+    """A frozen dataclass node whose hash and repr are computed once per object.
 
     Why: the interpreter and the bounds memoise on sub-trees (dicts keyed by
     :class:`Expr`), and the dataclass hash walks the whole sub-tree on every
     lookup, so evaluating a tree cost O(size^2) hash calls (a profile of the
     default suite had 76 million of them). The hash is the dataclass's own, of
     the compared fields only; it is kept in the instance's ``__dict__`` and left
-    out of pickling and copying (string hashes differ between processes).
+    out of pickling and copying (string hashes differ between processes). The repr is the cache keys' name of a
+    sub-tree (conformance.cache), asked for once per bound read: it is kept the same way.
     """
     cls = dataclass(frozen=True)(cls)
     structural = cls.__hash__
+    structural_repr = cls.__repr__
 
     def __hash__(self: Expr) -> int:
         try:
@@ -77,7 +79,16 @@ def _node(cls: type[_E]) -> type[_E]:
             object.__setattr__(self, "_hash", h)
             return h
 
+    def __repr__(self: Expr) -> str:
+        try:
+            return self.__dict__["_repr"]  # type: ignore[no-any-return]
+        except KeyError:
+            r = structural_repr(self)  # type: ignore[misc]
+            object.__setattr__(self, "_repr", r)
+            return r
+
     cls.__hash__ = __hash__  # type: ignore[method-assign,assignment]
+    cls.__repr__ = __repr__  # type: ignore[method-assign,assignment]
     return cls
 
 
@@ -89,7 +100,7 @@ class Expr:
         return ()
 
     def __getstate__(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_repr")}
 
 
 @_node

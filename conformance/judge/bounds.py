@@ -52,6 +52,7 @@ import numpy as np
 from conformance.expr import BinOp, Call, Const, Expr, Name, Neg, Pow, Transpose
 from conformance.formats import FloatFormat, get_format
 from conformance.judge import xent_allowance
+from conformance.judge.axes import diag, flat, matrix_axis, swap, terms
 from conformance.primitives import primitive
 from conformance.spec.model import Layout, TolerancePolicy
 
@@ -153,7 +154,7 @@ class ErrorBounds:
         if isinstance(e, Neg):
             return self.bound(e.operand)
         if isinstance(e, Transpose):
-            return self.bound(e.operand).T
+            return swap(self.bound(e.operand))
         v = self.value(e)
         av = np.abs(v)
         if isinstance(e, Pow):
@@ -190,11 +191,11 @@ class ErrorBounds:
         elif isinstance(e, BinOp) and e.op == "*":
             out = _times(self.absval(e.left), self.absval(e.right))
         elif isinstance(e, Transpose):
-            out = self.absval(e.operand).T
+            out = swap(self.absval(e.operand))
         elif isinstance(e, Neg):
             out = self.absval(e.operand)
         elif isinstance(e, Call) and e.fn == "Diag":
-            out = np.diag(self.absval(e.args[0]).reshape(-1))
+            out = diag(self.absval(e.args[0]))
         else:
             out = np.abs(self.value(e))
         self._abs_cache[e] = out
@@ -229,7 +230,7 @@ class ErrorBounds:
             out = (ex + av * ey) / denom + self._store(v)
             return np.where(denom > 0, out, _INF)
         if e.op == "@":
-            k = x.shape[1]
+            k = x.shape[-1]
             ax, ay = self.absval(e.left), self.absval(e.right)
             out = (_mm(ax, ey) + _mm(ex, ay) + _mm(ex, ey) + gamma(k, self.ua) * (ax @ ay)
                    + k * self.acc.eta + self.eta)
@@ -245,7 +246,7 @@ class ErrorBounds:
         (Higham Lemma 3.1), the spec's gamma_k |A||B| + u |v| too (Lemma 3.3); a wider accumulator may store
         A @ B in the dtype first, u |A @ B| (u |A||B| if a factor is a product chain, else no other association
         exists; |A||B| let a 16-bit accumulator pass at any width), and rounds once, u |v|."""
-        k = self.value(product.left).shape[1]
+        k = self.value(product.left).shape[-1]
         ax, ay = self.absval(product.left), self.absval(product.right)
         ex, ey = self.bound(product.left), self.bound(product.right)
         terms = ax @ ay + self.absval(term)
@@ -272,14 +273,12 @@ class ErrorBounds:
         return x, self.bound(e.args[0]), np.abs(x)
 
     def _rule_diag(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
-        ex = self.bound(e.args[0]).reshape(-1)
-        return np.diag(ex)
+        return diag(self.bound(e.args[0]))
 
     def _rule_outer(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
-        a, b = self.value(e.args[0]).reshape(-1), self.value(e.args[1]).reshape(-1)
-        ea, eb = self.bound(e.args[0]).reshape(-1), self.bound(e.args[1]).reshape(-1)
-        return (np.multiply.outer(np.abs(a), eb) + np.multiply.outer(ea, np.abs(b)) + np.multiply.outer(ea, eb)
-                + self._store(v))
+        a, b = (_vector(self.value(x)) for x in e.args)
+        ea, eb = (_vector(self.bound(x)) for x in e.args)
+        return _outer(np.abs(a), eb) + _outer(ea, np.abs(b)) + _outer(ea, eb) + self._store(v)
 
     def _rule_exp(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
         _, ex, _ = self._operand(e)
@@ -315,7 +314,7 @@ class ErrorBounds:
     def _rule_sum(self, e: Call, v: np.ndarray, av: np.ndarray, c: float) -> np.ndarray:
         """sum and mean: the sum's gamma_{k-1} in the accumulation dtype; mean divides and rounds once more."""
         x, ex, ax = self._operand(e)
-        k = x.size if e.axis is None else x.shape[e.axis]
+        k = terms(x, e.axis)
         s_e = _reduce(ex, e.axis)
         s_abs = _reduce(ax, e.axis)
         out = s_e + gamma(max(k - 1, 0), self.ua) * s_abs + self.eta
@@ -380,7 +379,7 @@ class ErrorBounds:
         fused = self._logsumexp_family("log_softmax", tv, te, lx, softmax.axis, c_fused)
         _, p, rho, ax_ = self._softmax_parts(tv, te, softmax.axis)
         p, rho = p.reshape(lx.shape), np.broadcast_to(rho, p.shape).reshape(lx.shape)
-        k = tv.size if softmax.axis is None else tv.shape[int(ax_)]
+        k = terms(tv, softmax.axis)
         tiny = self.fmt.tiny
         log_gu = np.log(2 * self.u * self.eta)  # gradual underflow: two subnormal roundings
         with np.errstate(all="ignore"):
@@ -411,9 +410,9 @@ class ErrorBounds:
         Rounding, relative: the shift x_i - m rounds with u |x_i - m|, which exp turns into a relative
         error, as does each term of the sum (weighted by y_j); exp adds c u to the numerator and to
         the sum; the sum adds gamma_{k-1}; the division u; and >= 1/kappa of exp(log_softmax)'s (tolerances.md)."""
-        ax_ = 1 if axis is None else axis
+        ax_ = matrix_axis(axis)
         if axis is None:
-            x, ex = x.reshape(1, -1), ex.reshape(1, -1)
+            x, ex = flat(x), flat(ex)
         k = x.shape[ax_]
         z = x - np.max(x, axis=ax_, keepdims=True)
         s = np.sum(np.exp(z), axis=ax_, keepdims=True)
@@ -442,7 +441,7 @@ class ErrorBounds:
         yy, p, rho, ax_ = self._softmax_parts(x, ex, axis)
         ax_ = int(ax_)
         if axis is None:
-            ex = ex.reshape(1, -1)
+            ex = flat(ex)
         others = _sum_of_others(yy, ax_)
         weighted = np.sum(yy * ex, axis=ax_, keepdims=True)
         first = yy * (others * ex + (weighted - yy * ex).clip(min=0))
@@ -463,8 +462,8 @@ class ErrorBounds:
         Local: the shift's rounding u |x_j - m| weighted by y_j, the sum's
         gamma_{k-1}, log's c u, the final subtraction u |value|.
         """
-        ax_ = 1 if axis is None else axis
-        xs, es = (x.reshape(1, -1), ex.reshape(1, -1)) if axis is None else (x, ex)
+        ax_ = matrix_axis(axis)
+        xs, es = (flat(x), flat(ex)) if axis is None else (x, ex)
         k = xs.shape[ax_]
         m = np.max(xs, axis=ax_, keepdims=True)
         y = np.exp(xs - m)
@@ -511,9 +510,18 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _reduce(a: np.ndarray, axis: int | None) -> np.ndarray:
-    if axis is None:
-        return np.full((1, 1), np.sum(a))
-    return np.sum(a, axis=axis, keepdims=True)
+    """The sum of each matrix along the spec's ``axis`` (None: all of it), dimensions kept."""
+    return np.sum(a, axis=(-2, -1) if axis is None else matrix_axis(axis), keepdims=True)
+
+
+def _vector(a: np.ndarray) -> np.ndarray:
+    """Each matrix's entries in order, as one vector (shape (..., rows * columns))."""
+    return a.reshape(a.shape[:-2] + (-1,))
+
+
+def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The outer product of each pair of vectors."""
+    return a[..., :, None] * b[..., None, :]
 
 
 def _sum_of_others(y: np.ndarray, axis: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from conformance.expr import BinOp, Call, Expr, Name, Transpose
+from conformance.judge.axes import matrix_axis
 from conformance.spec.model import Layout
 
 __all__ = ["ComposedXent", "composed_cross_entropy", "is_xent_gradient", "reverse_mode_allowance",
@@ -104,7 +105,7 @@ def stored_probabilities(b: Bounds, xent: ComposedXent
         return b._memo["stored"]  # type: ignore[return-value]
     probs, softmax, labels = xent
     theta = softmax.args[0]
-    ax_ = 1 if softmax.axis is None else softmax.axis
+    ax_ = matrix_axis(softmax.axis)
     y = b._inputs[labels]
     yhat, p, rho, _ = b._softmax_parts(b.value(theta), b.bound(theta), softmax.axis)
     yhat, p = yhat.reshape(y.shape), p.reshape(y.shape)
@@ -122,7 +123,7 @@ def stored_probabilities(b: Bounds, xent: ComposedXent
 
 
 def second_order_allowance(b: Bounds, xent: ComposedXent) -> np.ndarray:
-    """Per sample, the k x k matrix A (class axes last, shape (n, k, k)) that differentiating the composed
+    """Per sample, the k x k matrix A (class axes last, shape (n, k, k), after the stack's axes) that differentiating the composed
     cross-entropy -sum(y * log(softmax(theta))) twice adds to its Hessian in theta, w (Diag(p) - p p^T)
     with w = sum(y), beyond the closed form's error (docs/tolerances.md, "Second order through
     log(softmax)").
@@ -145,16 +146,16 @@ def second_order_allowance(b: Bounds, xent: ComposedXent) -> np.ndarray:
     if "second" in b._memo:
         return b._memo["second"]
     y, yhat, eps, finite_possible, ax_ = stored_probabilities(b, xent)
-    Y, P, E = (np.moveaxis(a, ax_, -1) for a in (y, yhat, eps))  # (n, k)
-    fin = np.moveaxis(finite_possible, ax_, -1)  # (n, 1)
+    Y, P, E = (np.moveaxis(a, ax_, -1) for a in (y, yhat, eps))  # (..., n, k)
+    fin = np.moveaxis(finite_possible, ax_, -1)  # (..., n, 1)
     k, u = Y.shape[-1], b.u
-    N = np.eye(k)[None, :, :] + P[:, None, :]  # N[s, i, j] = d_ij + p_j
-    t12 = (Y * (4 * E + 6 * u))[:, :, None] * N
-    t4 = P[:, :, None] * np.einsum("sk,skj->sj", Y * (4 * E + (6 + k) * u), N)[:, None, :]
-    t3 = P[:, :, None] * N * np.sum(Y * (2 * E + (4 + k) * u), axis=-1)[:, None, None]
+    N = np.eye(k) + P[..., :, None, :]  # N[..., s, i, j] = d_ij + p_j
+    t12 = (Y * (4 * E + 6 * u))[..., :, :, None] * N
+    t4 = P[..., :, :, None] * np.einsum("...sk,...skj->...sj", Y * (4 * E + (6 + k) * u), N)[..., :, None, :]
+    t3 = P[..., :, :, None] * N * np.sum(Y * (2 * E + (4 + k) * u), axis=-1)[..., :, None, None]
     a = t12 + t4 + t3
-    a = np.maximum(a, np.swapaxes(a, 1, 2))
-    a = np.where(fin[:, :, None], a, 0.0)
+    a = np.maximum(a, np.swapaxes(a, -1, -2))
+    a = np.where(fin[..., :, :, None], a, 0.0)
     b._memo["second"] = a
     return a
 
@@ -173,11 +174,12 @@ def hessian_allowance(b: Bounds, xent: ComposedXent, e: BinOp) -> np.ndarray:
     A / w, so that the spec's ``sum(y) * (...)`` carries A; the normalised form (w = 1) carries A itb."""
     a = second_order_allowance(b, xent)
     shape = b.value(e).shape
-    if a.shape[0] != 1 or shape != a.shape[1:]:
+    if a.shape[-3] != 1 or shape[-2:] != a.shape[-2:]:
         return np.full(shape, _INF)  # a Hessian of several samples at once: not a form this rule knows
     y, _, _, _, ax_ = stored_probabilities(b, xent)
-    w = float(np.sum(y))
-    return a[0] / w if w != 0 else np.zeros(shape)
+    w = np.sum(y, axis=(-2, -1), keepdims=True)  # the label mass of each case
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(w != 0, a[..., 0, :, :] / w, 0.0)
 
 
 def hvp_tangent(xent: ComposedXent, e: BinOp) -> Expr | None:
@@ -185,7 +187,7 @@ def hvp_tangent(xent: ComposedXent, e: BinOp) -> Expr | None:
     softmax: the Hessian in theta applied to a tangent T of theta, per sample (the spec's Hessian-vector
     products chain it down to a and x); else None."""
     probs, softmax, labels = xent
-    ax_ = 1 if softmax.axis is None else softmax.axis
+    ax_ = 1 if softmax.axis is None else softmax.axis  # the spec's axis, as written in the expression
     for mass, jvp in ((e.left, e.right), (e.right, e.left)):
         if mass != Call("sum", (Name(labels),), ax_) or not isinstance(jvp, BinOp) or jvp.op != "-":
             continue
@@ -203,6 +205,6 @@ def hvp_allowance(b: Bounds, xent: ComposedXent, tangent: Expr) -> np.ndarray:
     plus its own error bound (the backend's tangent is the computed one)."""
     _, _, _, _, ax_ = stored_probabilities(b, xent)
     a = second_order_allowance(b, xent)
-    t = np.moveaxis(b.absval(tangent) + b.bound(tangent), ax_, -1)  # (n, k)
-    out = np.einsum("sij,sj->si", a, t)
+    t = np.moveaxis(b.absval(tangent) + b.bound(tangent), ax_, -1)  # (..., n, k)
+    out = np.einsum("...sij,...sj->...si", a, t)
     return np.moveaxis(out, -1, ax_)

@@ -18,6 +18,7 @@ from conformance.errors import GradconformError
 from conformance.execution.worker import Reply
 from conformance.formats import get_format
 from conformance.judge.bounds import ErrorBounds
+from conformance.judge.stacked_bounds import CaseOfStack, StackedBounds
 from conformance.judge.compare import Comparison, compare, compare_many
 from conformance.statuses import CRASHED, ERROR, FAIL, NOT_SUPPORTED, TIMED_OUT
 from conformance.judge.diagnose import CaseDiagnoser
@@ -51,6 +52,7 @@ class Judge:
         self.memo = memo  # (case, identities, engine) -> evaluation, shared between runs (RunCache.oracle)
         self.timer = timer
         self._verifications: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._stacks: dict[str, tuple[Any, CaseOfStack]] = {}  # case id -> (its oracle evaluation, its bounds)
 
     # ------------------------------------------------------------------ the oracle
     def oracle_evaluation(self, case: Case, identities: Sequence[Identity]) -> Any:
@@ -64,6 +66,43 @@ class Judge:
                 ev = cached_evaluate(lay, case.inputs, identities, engine=self.engine, cache=self.oracle_cache)
             self.memo[okey] = ev
         return ev
+
+    # ------------------------------------------------------------------ bounds
+    def stack_bounds(self, cases: Sequence[Case]) -> None:
+        """Bound the cases of one group that share their sizes together (conformance.judge.stacked_bounds), when
+        each is judged: a case judged afterwards reads its bounds from its stack. Evaluates the oracle on each case
+        first (memoised: the case's own judging reads it); a case the oracle cannot certify is left out."""
+        self._stacks.clear()
+        by_shape: dict[tuple[Any, ...], list[tuple[Case, Any]]] = {}
+        for case in cases:
+            sized = sized_identities(self.spec, case)
+            try:
+                ev = self.oracle_evaluation(case, sized)
+            except (GradconformError, ArithmeticError):
+                continue  # the case's own judging records the oracle's failure
+            key = (case.layout, case.dtype, tuple(sorted(case.sizes.items())), tuple(i.id for i in sized),
+                   tuple(sorted(case.inputs)))
+            by_shape.setdefault(key, []).append((case, ev))
+        tol = self.spec.tolerance
+        for members in by_shape.values():
+            if len(members) < 2:
+                continue
+            first = members[0][0]
+            stack = StackedBounds(self.spec.layouts[first.layout], [ev.nodes for _, ev in members],
+                                  [c.inputs for c, _ in members], first.dtype, tol)
+            for index, (case, ev) in enumerate(members):
+                self._stacks[case.id] = (ev, stack.case(index))
+
+    def _bounds_for(self, case: Case, ev: Any, sized: Sequence[Identity]) -> Any:
+        """The case's bounds: from its stack when :meth:`stack_bounds` put it in one (with this evaluation), else
+        its own; through the on-disk bounds cache when there is one."""
+        held = self._stacks.pop(case.id, None)
+        view = held[1] if held is not None and held[0] is ev else None
+        lay, tol = self.spec.layouts[case.layout], self.spec.tolerance
+        if self.oracle_cache is None:
+            return view if view is not None else ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, tol)
+        return CachedBounds(self.oracle_cache, self.engine, lay, ev, case.inputs, sized, case.dtype, tol,
+                            oracle.START_BITS, live=(lambda: view) if view is not None else None)
 
     # ------------------------------------------------------------------ records
     def uniform(self, case: Case, identities: Sequence[Identity], wanted: set[str] | None, status: str,
@@ -90,9 +129,7 @@ class Judge:
         lay = self.spec.layouts[case.layout]
         tol = self.spec.tolerance
         with self.timer.phase("bounds"):
-            bounds: Any = ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, tol) if self.oracle_cache is None \
-                else CachedBounds(self.oracle_cache, self.engine, lay, ev, case.inputs, sized, case.dtype, tol,
-                                  oracle.START_BITS)
+            bounds = self._bounds_for(case, ev, sized)
         kappa = tol.safety_factor
         diagnoser = CaseDiagnoser(self.spec, lay, case.inputs, case.sizes, case.dtype, regime=case.regime)
         ctx = _context(case)

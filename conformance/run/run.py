@@ -112,6 +112,8 @@ class Run:
             g = Group(layout, dtype, regime)
             g.cases = self.cases(layout, dtype, regime)
             with self.executor.batch(g.cases):
+                if self.supports(dtype):
+                    self.judge.stack_bounds(g.cases)
                 for case in g.cases:
                     records, bits = self.evaluate_case(case)
                     g.records.extend(records)
