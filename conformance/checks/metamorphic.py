@@ -45,7 +45,7 @@ from conformance.spec.model import Identity, Layout, Spec
 if TYPE_CHECKING:  # pragma: no cover
     from conformance.run.run import Run
 
-__all__ = ["PROPERTIES", "Violation", "MetamorphicResult", "applicable_properties", "check_property"]
+__all__ = ["PROPERTIES", "Violation", "MetamorphicResult", "applicable_properties", "base_cells", "check_property"]
 
 PROPERTIES = {
     "shift": "adding c to every logit (through the logit bias) changes no gradient",
@@ -326,12 +326,8 @@ def _transposes(spec: Spec, a: str, b: str, qid: str) -> bool | None:
 def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: int | None = None) -> MetamorphicResult:
     """Check one property for one layout and dtype on the run's backend."""
     spec = run.spec
-    base_regime = next((n for n, r in spec.regimes.items() if not r.violates), next(iter(spec.regimes)))
     model = _model(spec, spec.layouts[layout])
-    regimes = [base_regime]
-    if prop == "shift" and model.logit_bias:  # and the first regime that spikes the logits through the bias
-        regimes += [n for n, r in spec.regimes.items() if n != base_regime and not r.violates
-                    and r.generator_for(model.logit_bias).kind in ("spike", "tied")][:1]
+    regimes = _regimes(spec, prop, model)
     result = dict(property=prop, layout=layout, dtype=dtype, regimes=tuple(regimes))
     info = run.info
     if not info.available:
@@ -389,16 +385,41 @@ def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: 
                              skipped=tuple(skipped))
 
 
+def _regimes(spec: Spec, prop: str, model: "_Model") -> list[str]:
+    """The regimes whose cases a property is checked on: the first that violates no precondition, and for
+    ``shift`` the first that spikes the logits through their bias."""
+    base_regime = next((n for n, r in spec.regimes.items() if not r.violates), next(iter(spec.regimes)))
+    regimes = [base_regime]
+    if prop == "shift" and model.logit_bias:
+        regimes += [n for n, r in spec.regimes.items() if n != base_regime and not r.violates
+                    and r.generator_for(model.logit_bias).kind in ("spike", "tied")][:1]
+    return regimes
+
+
+def _base_examples(spec: Spec, regime: str, run_examples: int | None) -> int | None:
+    """How many cases per cell :func:`_bases` asks for (with no ``examples`` given): None for the run's own."""
+    if run_examples is not None:
+        return max(run_examples, 2)
+    return 2 if spec.regimes[regime].examples < 2 else None
+
+
+def base_cells(spec: Spec, prop: str, layout: str, dtype: str,
+               run_examples: int | None) -> list[tuple[str, str, str, int | None]]:
+    """The (layout, dtype, regime, examples) cells whose cases :func:`check_property` takes as its bases (what
+    a run is told to draw ahead, conformance.cases.prefetch)."""
+    regimes = _regimes(spec, prop, _model(spec, spec.layouts[layout]))
+    return [(layout, dtype, r, _base_examples(spec, r, run_examples)) for r in regimes]
+
+
 def _bases(run: "Run", layout: str, dtype: str, regime: str, examples: int | None) -> list[Case]:
     """The base cases of a property in one regime: ``examples`` per (family, magnitude) cell when given, else
     the run's own cases, the first two of each cell (the run's oracle evaluations of these are made already),
     at least two per cell (one case relates little)."""
     if examples is not None:
         return run.cases(layout, dtype, regime, examples=examples)
-    if run.examples is not None:
-        return run.cases(layout, dtype, regime, examples=max(run.examples, 2))
-    if run.spec.regimes[regime].examples < 2:
-        return run.cases(layout, dtype, regime, examples=2)
+    n = _base_examples(run.spec, regime, run.examples)
+    if n is not None:
+        return run.cases(layout, dtype, regime, examples=n)
     per_cell: dict[tuple[str, float | None], int] = {}
     out = []
     for case in run.cases(layout, dtype, regime):

@@ -15,6 +15,7 @@ names the file, never a traceback.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import json
@@ -26,7 +27,7 @@ import stat
 import sys
 import tempfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -83,7 +84,22 @@ class Record:
     diagnosis: dict[str, Any] | None = None  # for a failure: its class and why (conformance.judge.diagnose)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: _json_float(v) for k, v in asdict(self).items()}
+        """The record as JSON data: what ``dataclasses.asdict`` gives (lists and dicts copied), with inf and nan as
+        strings. Written out field by field: asdict's generic recursion cost 0.2 ms a record, 10 s of a run's
+        51 584 records."""
+        return {name: _json_float(_copied(getattr(self, name))) for name in _RECORD_FIELDS}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(Record))
+
+
+def _copied(v: Any) -> Any:
+    """``v``, with its lists and dicts copied all the way down (as asdict copies them)."""
+    if isinstance(v, list):
+        return [_copied(x) if isinstance(x, (list, dict, tuple)) else x for x in v]
+    if isinstance(v, (dict, tuple)):
+        return copy.deepcopy(v)
+    return v
 
 
 def _json_float(v: Any) -> Any:
@@ -157,8 +173,23 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
         payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
         blob = gzip.compress(payload, mtime=0)
     else:
-        blob = (json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
+        blob = (_readable_json(data) + "\n").encode("utf-8")
     return write_bytes_atomic(p, blob)
+
+
+def _readable_json(data: Mapping[str, Any]) -> str:
+    """JSON for people: one top-level key a line, and each element of a list of objects (the records, the
+    cases, the tests) on a line of its own, so that a diff or a grep shows whole records. Each piece goes through
+    json's C encoder: ``indent=`` switches to the pure-Python one, about 4 s for a suite's results."""
+    enc = json.JSONEncoder(allow_nan=False)
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            text = "[\n  " + ",\n  ".join(enc.encode(v) for v in value) + "\n ]"
+        else:
+            text = enc.encode(value)
+        lines.append(f" {enc.encode(str(key))}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}" if lines else "{}"
 
 
 def write_results(path: str | Path, data: Mapping[str, Any]) -> tuple[Path, str | None]:

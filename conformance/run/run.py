@@ -96,7 +96,14 @@ class Run:
         return self.executor.request_for(case, identities)
 
     def close(self) -> None:
+        self.supply.close()
         self.executor.close()
+
+    def prefetch(self, cells: Iterable[tuple[str, str, str] | tuple[str, str, str, int | None]]) -> None:
+        """The cells this run will ask for, in order: (layout, dtype, regime) for a group, with a fourth item for
+        another number of examples per cell than the run's. Their cases are read from the case cache now, or
+        drawn ahead in a second process (conformance.cases.prefetch); the results are the same either way."""
+        self.supply.prefetch([c if len(c) == 4 else (*c, self.examples) for c in cells])  # type: ignore[misc]
 
     def __enter__(self) -> "Run":
         return self

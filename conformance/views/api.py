@@ -22,7 +22,7 @@ from conformance.run.collector import TestRecord
 from conformance.run.run import Run
 from conformance.spec import Spec, load_spec
 from conformance.statuses import TEST_FAILED, TEST_PASSED, TEST_XFAIL, TEST_XPASS
-from conformance.views.suite import Checker, SuiteItem, plan
+from conformance.views.suite import Checker, SuiteItem, cells_of, plan
 from conformance.views.xfails import Xfails, load_xfails, parse_xfails
 
 __all__ = ["run_suite", "SuiteResult", "TestResult", "Selection"]
@@ -127,6 +127,7 @@ def run_suite(backend: str | type | Any, *, spec: str | Path | Spec | None = Non
     results = []
     with Run(loaded, ref, seed=seed, examples=examples, timeout=timeout, isolate=isolate and ref.obj is None,
              device=device, oracle=oracle, cache_dir=resolve_cache_dir(None if cache is None else str(cache))) as run:
+        run.prefetch(cells_of(chosen, loaded, examples))
         checker = Checker(run, counterexamples=counterexamples,
                           spec_path=str(spec) if isinstance(spec, (str, Path)) else None)
         for item in chosen:

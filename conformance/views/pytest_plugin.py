@@ -35,7 +35,7 @@ from conformance.run.run import Run
 from conformance.spec import load_spec
 from conformance.statuses import (PASS, TEST_FAILED, TEST_NOT_SUPPORTED, TEST_PASSED, TEST_XFAIL,
                                   TEST_XPASS)
-from conformance.views.suite import KINDS, SUITE_FILE, Checker, SuiteItem, plan
+from conformance.views.suite import KINDS, SUITE_FILE, Checker, SuiteItem, cells_of, plan
 from conformance.views.xfails import Xfails, load_xfails
 
 ENV_BACKEND = "GRADCONFORM_BACKEND"
@@ -301,6 +301,24 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tell the run which groups the selected tests compute, in order, so that their cases are drawn ahead
+    (conformance.cases.prefetch). Not in an xdist worker: it does not know which groups it will be given, and
+    its sibling workers keep the other cores busy."""
+    config = session.config
+    state = config.stash.get(_state_key, None)
+    if state is None or getattr(config, "workerinput", None) is not None or config.getoption("dist", "no") != "no" \
+            or config.getoption("collectonly", False):
+        return
+    chosen = []
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        value = next(iter(callspec.params.values()), None) if callspec is not None else None
+        if isinstance(value, SuiteItem):
+            chosen.append(value)
+    state.run.prefetch(cells_of(chosen, state.run.spec, state.run.examples))
 
 
 class Gradconform:

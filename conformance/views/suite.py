@@ -21,14 +21,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from conformance.cases.generate import DEFAULT_SEED, Case, case_strategy, cell_seed, deterministic_generation
 from conformance.checks.lint import lint_spec
-from conformance.checks.metamorphic import PROPERTIES, applicable_properties, check_property
+from conformance.checks.metamorphic import PROPERTIES, applicable_properties, base_cells, check_property
 from conformance.checks.negative import refute
 from conformance.results.document import Record
 from conformance.results.naming import (TEST_MODULE, metamorphic_param, negative_param, node_id, pytest_command, quantity_param,
@@ -40,7 +40,7 @@ from conformance.spec.model import Spec
 from conformance.spec.predicates import identity_applies_to_regime
 from conformance.statuses import FAIL, NOT_SUPPORTED, PASS, TEST_FAILED, TEST_NOT_SUPPORTED, TEST_PASSED
 
-__all__ = ["SuiteItem", "Outcome", "Checker", "plan", "KINDS", "SUITE_FILE"]
+__all__ = ["SuiteItem", "Outcome", "Checker", "plan", "cells_of", "KINDS", "SUITE_FILE"]
 
 #: the suite's test module, as installed (``pytest --pyargs conformance`` collects it)
 SUITE_FILE = Path(__file__).resolve().parent.parent / "test_conformance.py"
@@ -104,6 +104,24 @@ def plan(spec: Spec) -> list[SuiteItem]:
             items.append(SuiteItem("test_metamorphic", metamorphic_param(prop, lname, dtype), (prop, lname, dtype)))
     items.append(SuiteItem("test_spec_lint", "", None))
     return items
+
+
+def cells_of(items: Iterable[SuiteItem], spec: Spec,
+             examples: int | None) -> list[tuple[str, str, str, int | None]]:
+    """The (layout, dtype, regime, examples) cells whose cases ``items`` use, in the order they first need them
+    (the quantity tests' groups, then the metamorphic tests' bases): what :meth:`Run.prefetch` is told, so that
+    they are drawn ahead. ``examples``: the run's."""
+    cells: dict[tuple[str, str, str, int | None], None] = {}
+    for item in items:
+        if item.function in ("test_forward", "test_identity"):
+            _, layout, dtype, regime = item.value
+            cells.setdefault((layout, dtype, regime, examples), None)
+    for item in items:
+        if item.function == "test_metamorphic":
+            prop, layout, dtype = item.value
+            for cell in base_cells(spec, prop, layout, dtype, examples):
+                cells.setdefault(cell, None)
+    return list(cells)
 
 
 class Checker:

@@ -25,10 +25,11 @@ def run_breakdown(engine: str, log: Callable[[str], None]) -> dict[str, Any]:
             with Run(spec, "numpy", oracle=engine, cache_dir=cache_dir, timer=clock) as run:
                 run.info
                 t0, c0 = time.perf_counter(), time.process_time()
-                for lname in spec.layouts:
-                    for dt in [d for d in DTYPES if d in spec.tolerance.accumulate]:
-                        for regime in spec.regimes:
-                            run.group(lname, dt, regime)
+                cells = [(lname, dt, regime) for lname in spec.layouts
+                         for dt in [d for d in DTYPES if d in spec.tolerance.accumulate] for regime in spec.regimes]
+                run.prefetch(cells)  # as a suite run does: the cases drawn ahead in a second process
+                for cell in cells:
+                    run.group(*cell)
                 for lname, lay in spec.layouts.items():
                     for ident in lay.identities:
                         run.verifications(lname, ident.id)
