@@ -8,12 +8,18 @@ from dataclasses import replace
 import pytest
 
 from conformance.cases.generate import generate_cases
-from conformance.cases.prefetch import CasePrefetcher, _parse, spare_cores
+import conformance.run.supply as supply_module
+from conformance.cases.prefetch import CasePrefetcher, _parse
 from conformance.run.phases import NO_TIMING
 from conformance.run.supply import CaseSupply, RunCache
 from conformance.spec import load_spec
 
-needs_two_cores = pytest.mark.skipif(spare_cores() < 1, reason="the helper runs only with a spare core")
+
+
+@pytest.fixture
+def helper_wanted(monkeypatch):
+    """A supply starts its helper only where a core is spare (not under ``pytest -n 2``): here it always does."""
+    monkeypatch.setattr(supply_module, "_helper_wanted", lambda: True)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +43,6 @@ def _same(a, b):
             assert x.inputs[k].tobytes() == y.inputs[k].tobytes()  # bit for bit, signs of zeros included
 
 
-@needs_two_cores
 def test_the_helper_draws_the_very_cases_of_the_run(spec):
     cells = _cells(spec, 8)
     helper = CasePrefetcher.start(spec, 20161104, cells)
@@ -51,7 +56,6 @@ def test_the_helper_draws_the_very_cases_of_the_run(spec):
         helper.close()
 
 
-@needs_two_cores
 def test_another_seed_and_examples_are_passed_on(spec):
     cell = _cells(spec, 1)[0][:3] + (1,)
     helper = CasePrefetcher.start(spec, 7, [cell])
@@ -70,7 +74,6 @@ def test_a_spec_changed_in_memory_gets_no_helper(spec):
     assert CasePrefetcher.start(replace(spec, source=""), 20161104, _cells(spec, 2)) is None
 
 
-@needs_two_cores
 def test_a_cell_not_asked_for_or_a_dead_helper_gives_none(spec):
     cells = _cells(spec, 3)
     helper = CasePrefetcher.start(spec, 20161104, cells[1:])
@@ -100,8 +103,7 @@ def test_a_line_whose_case_does_not_match_its_id_is_refused(spec):
     assert _parse(json.dumps({"cell": list(cell[:3]) + ["2"]}).encode()) == (None, None)
 
 
-@needs_two_cores
-def test_a_supply_told_of_its_cells_hands_out_the_same_cases(spec):
+def test_a_supply_told_of_its_cells_hands_out_the_same_cases(spec, helper_wanted):
     cells = _cells(spec, 6)
     ahead = CaseSupply(spec, 20161104, None, RunCache(), None, NO_TIMING)
     ahead.prefetch(cells)
@@ -114,8 +116,7 @@ def test_a_supply_told_of_its_cells_hands_out_the_same_cases(spec):
         ahead.close()
 
 
-@needs_two_cores
-def test_cases_drawn_ahead_are_kept_in_the_case_cache(spec, tmp_path):
+def test_cases_drawn_ahead_are_kept_in_the_case_cache(spec, tmp_path, helper_wanted):
     from conformance.cache.case_cache import CaseCache
 
     cells = _cells(spec, 5)
@@ -138,3 +139,26 @@ def test_a_helper_that_would_import_another_copy_of_the_package_draws_nothing(sp
     done = subprocess.run([sys.executable, "-m", "conformance.cases.prefetch"], input=json.dumps(request).encode(),
                           capture_output=True, timeout=120)
     assert done.returncode == 2 and done.stdout == b""
+
+
+def test_no_helper_without_a_spare_core_or_in_an_xdist_worker(spec, monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.setattr(supply_module, "spare_cores", lambda: 0)
+    busy = CaseSupply(spec, 20161104, None, RunCache(), None, NO_TIMING)
+    busy.prefetch(_cells(spec, 6))
+    assert busy._prefetcher is None
+    monkeypatch.setattr(supply_module, "spare_cores", lambda: 1)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    worker = CaseSupply(spec, 20161104, None, RunCache(), None, NO_TIMING)
+    worker.prefetch(_cells(spec, 6))
+    assert worker._prefetcher is None
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    few = CaseSupply(spec, 20161104, None, RunCache(), None, NO_TIMING)
+    few.prefetch(_cells(spec, CaseSupply.PREFETCH_MIN_CELLS - 1))
+    assert few._prefetcher is None
+    idle = CaseSupply(spec, 20161104, None, RunCache(), None, NO_TIMING)
+    idle.prefetch(_cells(spec, 6))
+    try:
+        assert idle._prefetcher is not None
+    finally:
+        idle.close()

@@ -8,9 +8,9 @@ second process draws the very same cases. They come back as JSON lines (``Case.t
 floats), each checked against its id: nothing is pickled.
 
 Nothing depends on it. A cell the helper did not draw (it was not asked for, it failed, the helper died or
-is late past :data:`WAIT_SECONDS`) is generated in the run's own process as before; so is everything on a
-machine with one core, for a spec that is not the text it was loaded from, or when the helper would import
-another copy of this package. ``tests/test_prefetch.py`` checks that the cases are identical.
+is late past :data:`WAIT_SECONDS`) is generated in the run's own process as before; so is everything where no
+core is spare (:func:`spare_cores`: one core, a busy machine, an xdist worker), for a spec that is not the text
+it was loaded from, or when the helper would import another copy of this package. ``tests/test_prefetch.py`` checks that the cases are identical.
 """
 
 from __future__ import annotations
@@ -39,12 +39,18 @@ Cell = tuple[str, str, str, "int | None"]
 
 
 def spare_cores() -> int:
-    """The cores this process may run on, less the one it uses."""
+    """The cores this process may run on that nothing else is using: their count, less the 1-minute load
+    average (rounded, and at least this process's own 1). Under ``pytest -n N`` and on a busy machine it is 0:
+    a helper there would only take a core from work that is already running."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         n = os.cpu_count() or 1
-    return max(0, n - 1)
+    try:
+        busy = max(1, round(os.getloadavg()[0]))
+    except OSError:  # pragma: no cover - no load average
+        busy = 1
+    return max(0, n - busy)
 
 
 def _package_root() -> str:
@@ -80,7 +86,7 @@ class CasePrefetcher:
     def start(cls, spec: Any, seed: int, cells: Sequence[Cell]) -> "CasePrefetcher | None":
         """The helper for ``cells`` of ``spec``, or None where it cannot help (see the module's docstring)."""
         cells = [c for c in dict.fromkeys(cells) if c[2] in spec.regimes and not spec.is_wide(c[2])]
-        if not cells or spare_cores() < 1 or not _same_spec(spec):
+        if not cells or not _same_spec(spec):
             return None
         request = json.dumps({"package": _package_root(), "spec": spec.source, "path": spec.path, "seed": seed,
                               "cells": [list(c) for c in cells]}).encode()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from conformance.cache.case_cache import CaseCache
 from conformance.cases.generate import Case, generate_cases
-from conformance.cases.prefetch import CasePrefetcher
+from conformance.cases.prefetch import CasePrefetcher, spare_cores
 from conformance.run.phases import PhaseTimer
 from conformance.spec.model import Spec
 
@@ -23,6 +24,11 @@ class RunCache:
 
     cases: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
     oracle: dict[tuple[str, tuple[str, ...], str], Any] = field(default_factory=dict)
+
+
+def _helper_wanted() -> bool:
+    """A helper only where a core is spare, and not in an xdist worker (its siblings use the other cores)."""
+    return "PYTEST_XDIST_WORKER" not in os.environ and spare_cores() >= 1
 
 
 class CaseSupply:
@@ -60,7 +66,7 @@ class CaseSupply:
                     self.shared.cases[key] = hit
                     continue
             missing.append((layout, dtype, regime, n))
-        if len(missing) >= self.PREFETCH_MIN_CELLS and self._prefetcher is None:
+        if len(missing) >= self.PREFETCH_MIN_CELLS and self._prefetcher is None and _helper_wanted():
             self._prefetcher = CasePrefetcher.start(self.spec, self.seed, missing[1:])
 
     def close(self) -> None:
