@@ -4,8 +4,8 @@ An entry is keyed by everything the result depends on:
 
 * the engine (name, library, library version) and the oracle's precision
   settings (start, maximum, tie and target bits);
-* a hash of the source of the modules that compute it (the oracle, the
-  certification rule, the engines, the interval algebra, the expression
+* a hash of the source of the modules that compute it (the oracle and its
+  programs, the certification rule, the engines, the interval algebra, the expression
   interpreter, single rounding): a changed oracle never reads an old entry;
 * the layout's forward definitions and preconditions and the identities'
   expressions, as structural trees (not only the spec file's hash: two specs
@@ -42,7 +42,7 @@ from conformance import formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cache.store import BlobStore, CacheAuditError
 from conformance.expr import Expr, Ops, interpret
-from conformance.oracle import arith, certify, evaluate, higher_order, jets
+from conformance.oracle import arith, certify, evaluate, higher_order, jets, program
 from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact
 from conformance.oracle.engines import base as engine_base
 from conformance.oracle.engines import select as engine_select
@@ -71,7 +71,7 @@ def resolve_cache_dir(option: str | None) -> Path | None:
 
 def _oracle_modules() -> tuple[ModuleType, ...]:
     """The modules whose code decides an oracle result or a verification (the cache's code version)."""
-    return (evaluate, certify, engine_base, engine_select, arith, expr_module, formats, primitives)
+    return (evaluate, program, certify, engine_base, engine_select, arith, expr_module, formats, primitives)
 
 
 

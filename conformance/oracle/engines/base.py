@@ -100,6 +100,18 @@ class Engine(ABC):
             out[key] = e
         return out
 
+    def certify_or_locate(self, raw: Mapping[str, Any], *, waive_ties: bool,
+                          bits: int) -> "tuple[dict[str, Exact] | None, str | None]":
+        """:meth:`certify_all`, and where it fails, the first key (in ``raw``'s order) whose value is not
+        certified: the oracle evaluates that one first at the next precision."""
+        out = {}
+        for key, value in raw.items():
+            e = self.certify_array(value, waive_ties=waive_ties, bits=bits)
+            if e is None:
+                return None, key
+            out[key] = e
+        return out, None
+
     def approx_all(self, values: Mapping[Any, Any], ops: "Ops[Any] | None" = None) -> dict[Any, np.ndarray]:
         """:meth:`approx` of every value, keys and order kept (an engine may do them in one batch, and use
         what its algebra ``ops`` knows about them)."""

@@ -367,8 +367,11 @@ def _split(flat: np.ndarray, arrays: Mapping[Any, np.ndarray]) -> dict[Any, np.n
     return out
 
 
-def arb_certify_many(values: Mapping[Any, np.ndarray], *, waive_ties: bool, bits: int) -> dict[Any, Exact] | None:
+def arb_certify_many(values: Mapping[Any, np.ndarray], *, waive_ties: bool, bits: int,
+                     culprit: list[Any] | None = None) -> dict[Any, Exact] | None:
     """Certify every ball of every array in one vectorised pass (numpy's per-call overhead paid once).
+    Where one is not certified: None, and the key of the first such array appended to ``culprit`` if given
+    (the balls are decided in order, so the first that fails is in the first array that fails).
 
     Fast path, per ball x with float64 rounding hi of its midpoint: d = x - hi
     is computed exactly (hi has 53 bits and lies within an ulp of the
@@ -404,10 +407,21 @@ def arb_certify_many(values: Mapping[Any, np.ndarray], *, waive_ties: bool, bits
             continue
         got = _exact_rule(x, waive_ties, bits)
         if got is None:
+            if culprit is not None:
+                culprit.append(_key_at(arrays, i))
             return None
         hi[i], lo[i], undecided[i] = got
     his, los, und = _split(hi, arrays), _split(lo, arrays), _split(undecided, arrays)
     return {k: Exact(his[k], los[k], int(np.count_nonzero(und[k]))) for k in arrays}
+
+
+def _key_at(arrays: Mapping[Any, np.ndarray], index: int) -> Any:
+    """The key of the array that holds component ``index`` of their concatenation (:func:`_flatten`)."""
+    for k, a in arrays.items():
+        if index < a.size:
+            return k
+        index -= a.size
+    raise IndexError(index)  # pragma: no cover - the index comes from the concatenation
 
 
 def arb_approx_many(values: Mapping[Any, np.ndarray], ops: "ArbOps | None" = None) -> dict[Any, np.ndarray]:
@@ -482,6 +496,12 @@ class FlintEngine(Engine):
 
     def certify_all(self, raw: Mapping[str, Any], *, waive_ties: bool, bits: int) -> dict[str, Exact] | None:
         return arb_certify_many(raw, waive_ties=waive_ties, bits=bits)
+
+    def certify_or_locate(self, raw: Mapping[str, Any], *, waive_ties: bool,
+                          bits: int) -> tuple[dict[str, Exact] | None, str | None]:
+        culprit: list[Any] = []
+        got = arb_certify_many(raw, waive_ties=waive_ties, bits=bits, culprit=culprit)
+        return got, (culprit[0] if culprit else None)
 
     def approx_all(self, values: Mapping[Any, Any], ops: Any = None) -> dict[Any, np.ndarray]:
         return arb_approx_many(values, ops if isinstance(ops, ArbOps) else None)
