@@ -118,6 +118,12 @@ def main(before_path: str, after_path: str) -> int:
                      for t in after.get(part, []))
         if ob != oa:
             problems.append(f"{part}: outcomes differ: {sorted((ob - oa).items())[:5]} -> {sorted((oa - ob).items())[:5]}")
+    mb = {(m.get("property"), m.get("layout"), m.get("dtype")): m for m in before.get("metamorphic", [])}
+    for m in after.get("metamorphic", []):
+        k = (m.get("property"), m.get("layout"), m.get("dtype"))
+        for f in sorted(set(m) | set(mb.get(k, m))):
+            if k in mb and m.get(f) != mb[k].get(f):
+                floats[f"metamorphic {f}"] += 1  # a ratio or a count of a property (its outcome is compared below)
     vb = Counter((v["identity"], v["layout"], v["case"]["id"], v["verdict"]) for v in before["verifications"])
     va = Counter((v["identity"], v["layout"], v["case"]["id"], v["verdict"]) for v in after["verifications"])
     if vb != va:

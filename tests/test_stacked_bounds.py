@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conformance.cases.generate import generate_cases
+from conformance.checks import metamorphic, metamorphic_side
 from conformance.judge.bounds import ErrorBounds
 from conformance.judge.stacked_bounds import StackedBounds
 from conformance.oracle import evaluate as oracle
@@ -107,3 +108,29 @@ def test_an_expression_keeps_its_repr_and_leaves_it_out_of_pickles(seed_spec):
     assert repr(expr) is first and "_repr" in expr.__dict__
     copy = pickle.loads(pickle.dumps(expr))
     assert "_repr" not in copy.__dict__ and repr(copy) == first and copy == expr
+
+
+@pytest.mark.parametrize("prop", ["shift", "duplicate", "label_scale"])
+def test_a_metamorphic_side_reads_its_own_bounds_from_the_property_s_stack(seed_spec, prop):
+    """The sides of a property are bounded together (Run.stacked_bounds); each side's allowance is the one its
+    own ErrorBounds gives, bit for bit, and the property's outcome is the same either way."""
+    if (prop, "row") not in metamorphic.applicable_properties(seed_spec):
+        pytest.skip(f"{prop} does not apply to the seed spec's row layout")
+    with Run(seed_spec, "numpy", isolate=False, cache_dir=None, examples=4) as run:
+        model = metamorphic._model(seed_spec, seed_spec.layouts["row"])
+        bases = [c for r in metamorphic._regimes(seed_spec, prop, model)
+                 for c in metamorphic._bases(run, "row", "float64", r, 4)]
+        pairs = [p for p in (metamorphic._build_pair(seed_spec, prop, c, model) for c in bases) if p is not None]
+        sides = [c for a, b, _ in pairs for c in (a, b)]
+        stacked = run.stacked_bounds(sides)
+        assert stacked, "no two sides of one shape: the test checks nothing"
+        compared = 0
+        for case in sides:
+            s = metamorphic_side.evaluate_side(run, case, stacked)
+            alone = metamorphic_side.evaluate_side(run, case)
+            assert (type(s.bounds).__name__ == "CaseOfStack") == (case.id in stacked)
+            for qid in s.values:
+                a, b = s.allowed(qid), alone.allowed(qid)
+                assert (a is None) == (b is None) and (a is None or _same(a, b)), (case.id, qid)
+                compared += 1
+        assert compared > 20

@@ -349,9 +349,11 @@ def check_property(run: "Run", prop: str, layout: str, dtype: str, *, examples: 
             continue
         built_pairs.append(built)
     # every side's request goes to the backend in one message: it computes while the oracle evaluates
-    with run.executor.batch([c for base_case, other_case, _ in built_pairs for c in (base_case, other_case)]):
+    sides = [c for base_case, other_case, _ in built_pairs for c in (base_case, other_case)]
+    with run.executor.batch(sides):
+        stacked = run.stacked_bounds(sides)  # the sides' bounds computed together, shape by shape
         for base_case, other_case, relations in built_pairs:
-            base, other = evaluate_side(run, base_case), evaluate_side(run, other_case)
+            base, other = evaluate_side(run, base_case, stacked), evaluate_side(run, other_case, stacked)
             for side in (base, other):
                 if side.problem is not None and not side.oracle_failed:
                     run.executor.abandon()  # the other pairs' replies are not waited for (a hang costs one timeout)

@@ -8,7 +8,7 @@ certified by the oracle; the allowance of a quantity, ``safety_factor * bound + 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class Side:
     problem: tuple[str, str] | None = None  # (status, message) when the backend gave no values
     oracle_failed: bool = False  # the oracle could not certify this case: the pair is skipped, not judged
     declined: dict[str, str] = field(default_factory=dict)
-    bounds: Any = None  # the case's ErrorBounds
+    bounds: Any = None  # the case's ErrorBounds, or its view of the property's stack (same values)
     exprs: dict[str, Expr] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     _allowed: dict[str, np.ndarray] = field(default_factory=dict)
@@ -55,10 +55,11 @@ class Side:
         return self._allowed[qid]
 
 
-def evaluate_side(run: "Run", case: Case) -> Side:
+def evaluate_side(run: "Run", case: Case, stacked: Mapping[str, tuple[Any, Any]] | None = None) -> Side:
     """The backend's values on ``case`` (through the run's executor: the batch of the property, when there is
     one) and what the oracle allows each to differ from the exact value; a problem instead, when the backend
-    or the oracle gave nothing."""
+    or the oracle gave nothing. ``stacked``: the property's sides bounded together (Run.stacked_bounds); a
+    side not in it is bounded alone."""
     spec = run.spec
     lay = spec.layouts[case.layout]
     sized = [i for i in lay.identities if all(case.sizes.get(d) == v for d, v in i.when.items())]
@@ -73,7 +74,10 @@ def evaluate_side(run: "Run", case: Case) -> Side:
         return Side(case, {}, (status, reply.message))
     exprs: dict[str, Expr] = {d.name: d.expr for d in lay.forward}
     exprs.update({i.id: i.expr for i in idents})
-    side = Side(case, {}, bounds=ErrorBounds(lay, ev.nodes, case.inputs, case.dtype, spec.tolerance), exprs=exprs,
+    held = stacked.get(case.id) if stacked is not None else None
+    bounds = held[1] if held is not None and held[0] is ev else ErrorBounds(lay, ev.nodes, case.inputs, case.dtype,
+                                                                            spec.tolerance)
+    side = Side(case, {}, bounds=bounds, exprs=exprs,
                  kinds={i.id: i.kind for i in idents})
     for qid in exprs:
         got = reply.values.get(qid)

@@ -107,6 +107,11 @@ class CaseOfStack:
         self._index = index
         self._alone: ErrorBounds | None = None
 
+    @property
+    def policy(self) -> TolerancePolicy:
+        """The tolerance policy the bounds follow (as ErrorBounds.policy)."""
+        return self._stack._args[2]
+
     def bound(self, expr: Expr, kind: str | None = None) -> np.ndarray:
         b = self._stack.bound(expr, kind)
         if b is not None:

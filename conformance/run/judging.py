@@ -70,9 +70,16 @@ class Judge:
     # ------------------------------------------------------------------ bounds
     def stack_bounds(self, cases: Sequence[Case]) -> None:
         """Bound the cases of one group that share their sizes together (conformance.judge.stacked_bounds), when
-        each is judged: a case judged afterwards reads its bounds from its stack. Evaluates the oracle on each case
-        first (memoised: the case's own judging reads it); a case the oracle cannot certify is left out."""
-        self._stacks.clear()
+        each is judged: a case judged afterwards reads its bounds from its stack (:meth:`stacked`)."""
+        self._stacks = self.stacked(cases)
+
+    def stacked(self, cases: Sequence[Case]) -> dict[str, tuple[Any, CaseOfStack]]:
+        """For each case that shares its layout, dtype, sizes, identities and input names with another: its
+        oracle evaluation and its view of their common stack of bounds (a bound asked of one view is computed
+        for the whole stack at once, bit for bit what each case's own ErrorBounds gives). Evaluates the oracle
+        on each case first (memoised: the case's own judging reads it); a case the oracle cannot certify is
+        left out, as is a case alone of its shape."""
+        out: dict[str, tuple[Any, CaseOfStack]] = {}
         by_shape: dict[tuple[Any, ...], list[tuple[Case, Any]]] = {}
         for case in cases:
             sized = sized_identities(self.spec, case)
@@ -91,7 +98,8 @@ class Judge:
             stack = StackedBounds(self.spec.layouts[first.layout], [ev.nodes for _, ev in members],
                                   [c.inputs for c, _ in members], first.dtype, tol)
             for index, (case, ev) in enumerate(members):
-                self._stacks[case.id] = (ev, stack.case(index))
+                out[case.id] = (ev, stack.case(index))
+        return out
 
     def _bounds_for(self, case: Case, ev: Any, sized: Sequence[Identity]) -> Any:
         """The case's bounds: from its stack when :meth:`stack_bounds` put it in one (with this evaluation), else

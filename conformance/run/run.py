@@ -140,6 +140,10 @@ class Run:
         return self._groups
 
     # ------------------------------------------------------------------ one case
+    def stacked_bounds(self, cases: Sequence[Case]) -> dict[str, tuple[Any, Any]]:
+        """Case id -> (oracle evaluation, bounds) for cases bounded together (see Judge.stacked)."""
+        return self.judge.stacked(cases)
+
     def oracle_evaluation(self, case: Case, identities: Sequence[Identity]) -> Any:
         """The oracle's certified evaluation of ``case`` (see Judge.oracle_evaluation)."""
         return self.judge.oracle_evaluation(case, identities)
