@@ -76,7 +76,7 @@ def test_program_lists_the_nodes_in_interprets_order(layout_name):
 def test_program_values_are_interprets_values(engine, layout_name):
     """Same calls on the same operands: the very same enclosures (compared as exact endpoints)."""
     if engine == "flint":
-        pytest.importorskip("flint")
+        pytest.importorskip("flint", reason="the flint engine needs python-flint (the [fast] extra; CI installs it)")
     eng = get_engine(engine)
     layout = SPEC.layouts[layout_name]
     case = generate_cases(SPEC, layout_name, "float64", "benign", seed=3, examples=1)[0]
@@ -106,7 +106,7 @@ def test_program_values_are_interprets_values(engine, layout_name):
 def test_early_stop_gives_the_full_evaluation(engine, regime, examples, layout_name):
     """The regimes whose cases need two to five precisions: the early stop skips work, never a result."""
     if engine == "flint":
-        pytest.importorskip("flint")
+        pytest.importorskip("flint", reason="the flint engine needs python-flint (the [fast] extra; CI installs it)")
     layout = SPEC.layouts[layout_name]
     precisions = set()
     for case in generate_cases(SPEC, layout_name, "float64", regime, seed=11, examples=examples):
@@ -121,7 +121,7 @@ def test_early_stop_gives_the_full_evaluation(engine, regime, examples, layout_n
 @pytest.mark.parametrize("engine", ["mpmath", "flint"])
 def test_certify_or_locate_names_the_first_uncertified_output(engine):
     if engine == "flint":
-        pytest.importorskip("flint")
+        pytest.importorskip("flint", reason="the flint engine needs python-flint (the [fast] extra; CI installs it)")
     eng = get_engine(engine)
     layout = SPEC.layouts["row"]
     case = generate_cases(SPEC, "row", "float64", "large_logits", seed=5, examples=1)[0]
