@@ -41,7 +41,7 @@ from conformance import expr as expr_module
 from conformance import formats, primitives
 from conformance.cache.keys import code_hash
 from conformance.cache.store import BlobStore, CacheAuditError
-from conformance.expr import Expr, Ops, interpret
+from conformance.expr import Expr
 from conformance.oracle import arith, certify, evaluate, higher_order, jets, program
 from conformance.oracle.certify import MAX_BITS, START_BITS, TARGET_BITS, TIE_BITS, Exact
 from conformance.oracle.engines import base as engine_base
@@ -49,6 +49,7 @@ from conformance.oracle.engines import select as engine_select
 from conformance.oracle.engines.base import Engine
 from conformance.oracle.engines.select import get_engine
 from conformance.oracle.evaluate import OracleEvaluation, Verification
+from conformance.oracle.program import compile_program
 
 if TYPE_CHECKING:  # pragma: no cover
     from conformance.spec.model import Identity, Layout
@@ -76,27 +77,6 @@ def _oracle_modules() -> tuple[ModuleType, ...]:
 
 
 
-class _NullOps(Ops[None]):
-    """Walks a tree exactly as an evaluation does, computing nothing (to list the nodes in evaluation order)."""
-
-    def const(self, value: Any) -> None:
-        return None
-
-    def neg(self, x: None) -> None:
-        return None
-
-    add = sub = mul = div = matmul = lambda self, x, y: None  # noqa: E731
-
-    def pow(self, x: None, n: int) -> None:
-        return None
-
-    def transpose(self, x: None) -> None:
-        return None
-
-    def call(self, fn: str, args: tuple[None, ...], axis: int | None) -> None:
-        return None
-
-
 _memo: dict[tuple[int, tuple[str, ...]], tuple[Any, list[Expr], dict[str, Any]]] = {}
 
 
@@ -111,17 +91,8 @@ def _shape_of(layout: "Layout", identities: Sequence["Identity"]) -> tuple[list[
 
 
 def node_order(layout: "Layout", identities: Sequence["Identity"]) -> list[Expr]:
-    """Every sub-expression the oracle evaluates, in the order of its node table."""
-    env: dict[str, None] = {}
-    nodes: dict[Expr, None] = {}
-    ops = _NullOps()
-    names = set(layout.shapes)
-    env.update({n: None for n in names})
-    for d in layout.forward:
-        env[d.name] = interpret(d.expr, env, ops, nodes)
-    for ident in identities:
-        interpret(ident.expr, env, ops, nodes)
-    return list(nodes)
+    """Every sub-expression the oracle evaluates, in the order of its node table (its program's steps)."""
+    return [s.expr for s in compile_program(layout, identities).steps]
 
 
 def _layout_key(layout: "Layout", identities: Sequence["Identity"]) -> dict[str, Any]:

@@ -118,13 +118,24 @@ def certify(fn: Callable[[], tuple[dict[str, Any], Any]], *, start_bits: int = S
     ``fn``'s extra output and the precision.
     """
     eng = get_engine(engine)
+
+    def attempt(p: int) -> tuple[dict[str, Exact], dict[str, Any], Any, int] | None:
+        raw, extra = fn()
+        exact = eng.certify_all(raw, waive_ties=p >= TIE_BITS, bits=p)
+        return None if exact is None else (exact, raw, extra, p)
+
+    return _escalate(attempt, start_bits, eng)
+
+
+def _escalate(attempt: Callable[[int], Any], start_bits: int, eng: Engine) -> Any:
+    """``attempt(p)`` inside the engine's precision ``p``, from ``start_bits`` doubling up to MAX_BITS, until it
+    returns something other than None (its certified result); an OracleError past MAX_BITS."""
     p = max(int(start_bits), 2)  # at most log2(MAX_BITS / start_bits) + 1 evaluations, never a loop at 0 bits
     while p <= MAX_BITS:
         with eng.precision(p):
-            raw, extra = fn()
-            exact = eng.certify_all(raw, waive_ties=p >= TIE_BITS, bits=p)
-        if exact is not None:
-            return exact, raw, extra, p
+            got = attempt(p)
+        if got is not None:
+            return got
         p *= 2
     raise OracleError(f"could not certify the reference values with {MAX_BITS} bits of precision "
                       "(cancellation beyond what the oracle will chase)")
@@ -185,31 +196,27 @@ def evaluate(
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
     program = compile_program(layout, identities)
     steps = {name: step for name, step in program.outputs}  # a later output of the same name wins, as in a dict
-    needs = {name: pos for pos, (name, _) in enumerate(program.outputs)}
+    position = {name: pos for pos, (name, _) in enumerate(program.outputs)}  # the last of a name, as steps
     suspect: list[str] = []  # the first output that failed at the last precision: tried first at the next
-    p = max(int(start_bits), 2)  # at most log2(MAX_BITS / start_bits) + 1 evaluations, never a loop at 0 bits
-    while p <= MAX_BITS:
-        waive = p >= TIE_BITS
-        with eng.precision(p):
-            ops, env = eng.start(arrays)
-            values: list[Any] = [None] * len(program.steps)
-            exact: dict[str, Exact] | None = {}
-            for chunk in _chunks(list(steps), suspect):
-                program.run(ops, env, values, [needs[n] for n in chunk])
-                got, culprit = eng.certify_or_locate({n: values[steps[n]] for n in chunk}, waive_ties=waive, bits=p)
-                if got is None:
-                    suspect = [culprit] if culprit is not None else []
-                    exact = None
-                    break
-                exact.update(got)
-        if exact is not None:
-            nodes = {s.expr: values[i] for i, s in enumerate(program.steps)}
-            approx = eng.approx_all(nodes, ops)
-            return OracleEvaluation(values={n: exact[n] for n in steps}, nodes=approx, preconditions=pre,
-                                    precision=p)
-        p *= 2
-    raise OracleError(f"could not certify the reference values with {MAX_BITS} bits of precision "
-                      "(cancellation beyond what the oracle will chase)")
+
+    def attempt(p: int) -> tuple[dict[str, Exact], list[Any], Any, int] | None:
+        ops, env = eng.start(arrays)
+        values: list[Any] = [None] * len(program.steps)
+        exact: dict[str, Exact] = {}
+        for chunk in _chunks(list(steps), suspect):
+            program.run(ops, env, values, [position[n] for n in chunk])
+            got, culprit = eng.certify_or_locate({n: values[steps[n]] for n in chunk}, waive_ties=p >= TIE_BITS,
+                                                 bits=p)
+            if got is None:
+                suspect[:] = [culprit] if culprit is not None else []
+                return None
+            exact.update(got)
+        return exact, values, ops, p
+
+    exact, values, ops, prec = _escalate(attempt, start_bits, eng)
+    nodes = {s.expr: values[i] for i, s in enumerate(program.steps)}
+    return OracleEvaluation(values={n: exact[n] for n in steps}, nodes=eng.approx_all(nodes, ops),
+                            preconditions=pre, precision=prec)
 
 
 def _chunks(names: list[str], suspect: list[str]) -> list[list[str]]:
